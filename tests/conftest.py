@@ -1,0 +1,55 @@
+"""Shared fixtures: where ../shared is, small synthetic corpora, and running real tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
+TESTDATA = SHARED / "testdata"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED} (set MEDIASVC_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def testdata(shared_dir: Path) -> Path:
+    return shared_dir / "testdata"
+
+
+def make_corpus(out: Path, *args: str) -> Path:
+    """Run ../shared/bench/make_corpus.py OUT ARGS... and return OUT."""
+    subprocess.run([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(out), *args],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 patients x 1 study x 2 series x 3 images, 64x64: read-only, shared by tests."""
+    out = tmp_path_factory.mktemp("corpus") / "src"
+    return make_corpus(out, "--patients", "2", "--studies", "1", "--series", "2", "--images", "3",
+                       "--rows", "64", "--cols", "64")
+
+
+def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = False,
+        cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run a real tool (dcmdump, dciodvfy, xorriso, mediasvc...) and capture its text output."""
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=check,
+                          cwd=cwd, timeout=timeout)
+
+
+def mediasvc(*args: str | os.PathLike[str], cwd: Path | None = None,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would: a real process, `python -m mediasvc ARGS`."""
+    return run([sys.executable, "-m", "mediasvc", *args], cwd=cwd, timeout=timeout)
