@@ -64,12 +64,16 @@ def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def resolve_file_id(root: Path, components: Sequence[str]) -> Path:
+def resolve_file_id(root: Path, components: Sequence[str],
+                    listings: dict[str, dict[str, str]] | None = None) -> Path:
     """The path of a File ID under ``root``, found tolerantly; never outside ``root``.
 
     Raises UnsafePathError when the File ID is absolute, has ``..`` or resolves outside the
     root through a symlink, and FileNotFoundError when no such file exists. Matching tolerates
     case differences and ISO 9660 decorations (``NAME.;1``, ``NAME;1``, ``NAME.``).
+    ``listings``: a cache (directory -> normalised name -> name) shared over many calls, so that
+    resolving N lowercase names in one folder (an ISO 9660 disc mounted without Rock Ridge
+    shows lowercase names) lists the folder once instead of N times.
     """
     reason = _unsafe_reason(components)
     if reason:
@@ -79,7 +83,7 @@ def resolve_file_id(root: Path, components: Sequence[str]) -> Path:
     real_root = os.path.realpath(root)
     current = Path(root)
     for comp in components:
-        current = _find_entry(current, comp)
+        current = _find_entry(current, comp, listings)
         real = os.path.realpath(current)
         if not _within(real, real_root):
             raise UnsafePathError(
@@ -88,18 +92,26 @@ def resolve_file_id(root: Path, components: Sequence[str]) -> Path:
     return current
 
 
-def _find_entry(directory: Path, name: str) -> Path:
+def _find_entry(directory: Path, name: str,
+                listings: dict[str, dict[str, str]] | None = None) -> Path:
     exact = directory / name
     if os.path.lexists(exact):
         return exact
     wanted = _normalise(name)
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if _normalise(entry.name) == wanted:
-                    return directory / entry.name
-    except (NotADirectoryError, FileNotFoundError):
-        pass
+    listing = None if listings is None else listings.get(str(directory))
+    if listing is None:
+        listing = {}
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    listing.setdefault(_normalise(entry.name), entry.name)
+        except (NotADirectoryError, FileNotFoundError):
+            pass
+        if listings is not None:
+            listings[str(directory)] = listing
+    found = listing.get(wanted)
+    if found is not None:
+        return directory / found
     raise FileNotFoundError(str(exact))
 
 
@@ -144,7 +156,7 @@ class FileIdAllocator:
 
     def directory(self, key: tuple[str, ...], parent: tuple[str, ...], prefix: str,
                   existing: tuple[str, ...] | None = None) -> tuple[str, ...]:
-        """The folder for an entity ``key`` (e.g. (patient,) or (patient, study)), stable per key."""
+        """The folder for an entity ``key`` (e.g. (patient,) or (patient, study)); stable."""
         if key not in self._assigned:
             self._assigned[key] = existing if existing is not None else self._next(parent, prefix)
         return self._assigned[key]
