@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from mediasvc.config import Table, load_toml
 from mediasvc.errors import ConfigError, UsageError
@@ -30,6 +32,7 @@ RECORD_TYPES = (
     "PRIVATE",
 )
 ICON_RULES = ("none", "optional", "required")
+ICON_SIZES = (64, 128)
 
 
 def profiles_dir() -> Path:
@@ -62,17 +65,103 @@ class RecordKeys:
 
 @dataclass(frozen=True)
 class ValueRule:
-    """An attribute value rule on instances, e.g. PhotometricInterpretation in [MONOCHROME2]."""
+    """An attribute value rule on instances (PS3.11 "Image Attribute Values" tables).
+
+    A plain rule says "keyword must have one of values" (e.g. STD-CTMR: PhotometricInterpretation
+    MONOCHROME2). Richer rules narrow where they apply and what they check:
+
+    when:              other attributes' values that make the rule apply, e.g. STD-DEN-CD
+                       BitsAllocated 8 *when* BitsStored is 8 (Table K.3-3); the rule does not
+                       apply when such an attribute is absent
+    transfer_syntaxes: the rule applies only to files stored (after any transcoding) in one of
+                       these, e.g. STD-US: YBR_FULL_422 only uncompressed or JPEG baseline
+    minimum, maximum:  numeric bounds, e.g. STD-XABC-CD Rows 1..512
+    values empty:      any value will do, the attribute must just be there: with a value, or,
+                       when may_be_empty, possibly empty (a type 2 specialization, Table K.3-4)
+    """
 
     keyword: str
     values: tuple[str, ...]
     only_with_pixels: bool
     sop_classes: tuple[str, ...]  # empty: every SOP class
+    when: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    transfer_syntaxes: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    may_be_empty: bool = False
+    cite: str = ""  # where the rule comes from, shown in the rejection reason
 
-    def applies(self, sop_class: str, has_pixels: bool) -> bool:
+    @property
+    def plain(self) -> bool:
+        """A rule that needs nothing but the value of its own attribute and a values list."""
+        return (bool(self.values) and not self.when and not self.transfer_syntaxes
+                and self.minimum is None and self.maximum is None)
+
+    def applies(self, sop_class: str, has_pixels: bool, ds: Dataset | None = None,
+                transfer_syntax: str | None = None) -> bool:
+        """Whether the rule concerns this instance. Without the data set (ds) only plain rules
+        can be judged: the others then answer False, so that a caller that only compares
+        ``values`` never rejects on a condition it did not evaluate; use violation()."""
         if self.only_with_pixels and not has_pixels:
             return False
-        return not self.sop_classes or sop_class in self.sop_classes
+        if self.sop_classes and sop_class not in self.sop_classes:
+            return False
+        if ds is None:
+            return self.plain
+        if self.transfer_syntaxes and transfer_syntax not in self.transfer_syntaxes:
+            return False
+        return all(_text(ds, kw) in allowed for kw, allowed in self.when)
+
+    def violation(self, ds: Dataset, sop_class: str, has_pixels: bool,
+                  transfer_syntax: str) -> str | None:
+        """None when the instance satisfies the rule (or the rule does not apply), else the
+        reason, naming attribute, value and what is allowed."""
+        if not self.applies(sop_class, has_pixels, ds, transfer_syntax):
+            return None
+        tag = tag_for_keyword(self.keyword)
+        elem = ds.get(tag) if tag is not None else None
+        where = self._where()
+        if elem is None:
+            return f"{self.keyword} is missing{where}"
+        value = _text(ds, self.keyword)
+        if not value:
+            if self.may_be_empty and not self.values:
+                return None
+            return f"{self.keyword} is empty{where}"
+        if self.values and value not in self.values:
+            allowed = ", ".join(self.values)
+            return f"{self.keyword} {value!r} is not allowed{where} (allowed: {allowed})"
+        if self.minimum is not None or self.maximum is not None:
+            try:
+                number = float(value)
+            except ValueError:
+                return f"{self.keyword} {value!r} is not a number{where}"
+            if self.minimum is not None and number < self.minimum:
+                return f"{self.keyword} {value} is below {_num(self.minimum)}{where}"
+            if self.maximum is not None and number > self.maximum:
+                return f"{self.keyword} {value} is above {_num(self.maximum)}{where}"
+        return None
+
+    def _where(self) -> str:
+        parts = [f"{kw} is {'/'.join(vals)}" for kw, vals in self.when]
+        if self.transfer_syntaxes:
+            parts.append(f"stored as {'/'.join(self.transfer_syntaxes)}")
+        text = f" when {' and '.join(parts)}" if parts else ""
+        return f"{text} ({self.cite})" if self.cite else text
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    """An attribute's value as text ("" when absent or empty); multi-values joined by '\\'."""
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else str(x)
 
 
 @dataclass(frozen=True)
@@ -117,6 +206,43 @@ def _uid_list(t: Table, key: str) -> tuple[str, ...]:
     return tuple(uids)
 
 
+def _rule(r: Table) -> ValueRule:
+    r.check_keys({"keyword", "values", "only_with_pixels", "sop_classes", "when",
+                  "transfer_syntaxes", "min", "max", "may_be_empty", "cite"})
+    kw = r.str("keyword")
+    if tag_for_keyword(kw) is None:
+        raise r.error("keyword", "not a DICOM keyword of the data dictionary (PS3.6)")
+    when: list[tuple[str, tuple[str, ...]]] = []
+    cond = r.table("when", {})
+    for other in cond.data:
+        if tag_for_keyword(other) is None:
+            raise cond.error(other, "not a DICOM keyword of the data dictionary (PS3.6)")
+        allowed = cond.str_list(other)
+        if not allowed:
+            raise cond.error(other, "must list at least one value")
+        when.append((other, tuple(allowed)))
+    minimum = r.float("min", None)
+    maximum = r.float("max", None)
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise r.error("max", f"must be >= min ({_num(minimum)})")
+    values = tuple(r.str_list("values", []))
+    may_be_empty = r.bool("may_be_empty", False)
+    if may_be_empty and (values or minimum is not None or maximum is not None):
+        raise r.error("may_be_empty", "cannot be combined with values, min or max")
+    return ValueRule(kw, values, r.bool("only_with_pixels", True), _uid_list(r, "sop_classes"),
+                     when=tuple(when), transfer_syntaxes=_uid_list(r, "transfer_syntaxes"),
+                     minimum=minimum, maximum=maximum, may_be_empty=may_be_empty,
+                     cite=r.str("cite", ""))
+
+
+def _icon_size(icons: Table) -> int:
+    # PS3.3 F.7: icon images are 64 x 64 or 128 x 128 pixels (128 for STD-XABC-CD, A.3.4).
+    size: int = icons.int("size", 64)
+    if size not in ICON_SIZES:
+        raise icons.error("size", "must be 64 or 128 (PS3.3 F.7)")
+    return size
+
+
 def parse_media_profile(t: Table) -> MediaProfile:
     t.check_keys({"id", "title", "reference", "medium", "capacity", "sop_classes",
                   "transfer_syntaxes", "default_transfer_syntax", "compress_to", "icons",
@@ -140,25 +266,21 @@ def parse_media_profile(t: Table) -> MediaProfile:
     icons.check_keys({"image", "series", "size"})
     records = t.table("records")
     keys: dict[str, RecordKeys] = {}
-    for rtype in records.keys():
+    for rtype in records.data:
         if rtype not in RECORD_TYPES:
             raise records.error(rtype, f"unknown record type (known: {', '.join(RECORD_TYPES)})")
         rt = records.table(rtype)
         rt.check_keys({"required", "required_empty", "if_present", "optional"})
-        keys[rtype] = RecordKeys(
-            required=_keywords(rt, "required"),
-            required_empty=_keywords(rt, "required_empty"),
-            if_present=_keywords(rt, "if_present"),
-            optional=_keywords(rt, "optional"),
-        )
-    rules = []
-    for r in t.tables("rules", []):
-        r.check_keys({"keyword", "values", "only_with_pixels", "sop_classes"})
-        kw = r.str("keyword")
-        if tag_for_keyword(kw) is None:
-            raise r.error("keyword", "not a DICOM keyword of the data dictionary (PS3.6)")
-        rules.append(ValueRule(kw, tuple(r.str_list("values")), r.bool("only_with_pixels", True),
-                               _uid_list(r, "sop_classes")))
+        lists = {name: _keywords(rt, name)
+                 for name in ("required", "required_empty", "if_present", "optional")}
+        seen: dict[str, str] = {}
+        for name, words in lists.items():
+            for word in words:
+                if word in seen:
+                    raise rt.error(name, f"{word} is listed twice (also in {seen[word]})")
+                seen[word] = name
+        keys[rtype] = RecordKeys(**lists)
+    rules = [_rule(r) for r in t.tables("rules", [])]
     return MediaProfile(
         id=t.str("id", pattern=r"[A-Z0-9][A-Z0-9-]*"),
         title=t.str("title"),
@@ -172,7 +294,7 @@ def parse_media_profile(t: Table) -> MediaProfile:
         compress_to=compress,
         icon_image=icons.str("image", "optional", choices=ICON_RULES),
         icon_series=icons.str("series", "none", choices=ICON_RULES),
-        icon_size=icons.int("size", 64, min=16, max=128),
+        icon_size=_icon_size(icons),
         keys=keys,
         rules=tuple(rules),
         source=t.file,
