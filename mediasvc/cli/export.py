@@ -1,16 +1,69 @@
-"""`mediasvc export`: not implemented yet."""
+"""`mediasvc export SRC... --profile ID --out DIR`: create a file-set (FSC)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
+
+from mediasvc.config import parse_size
+from mediasvc.errors import UsageError
+from mediasvc.fileset.creator import FileSetResult, create_fileset, human_size
+from mediasvc.fileset.transcode import COMPRESS_CHOICES
+from mediasvc.profiles import media_profile
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("export", help="(not implemented yet)")
-    parser.set_defaults(func=run)
+    p = sub.add_parser("export", help="create a DICOM file-set (DICOMDIR) from files/folders",
+                       description="Create a file-set for a media application profile.")
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC",
+                   help="DICOM files or folders (searched recursively)")
+    p.add_argument("--profile", default="STD-GEN-CD",
+                   help="media application profile (default STD-GEN-CD)")
+    p.add_argument("--out", required=True, type=Path, help="new or empty output folder")
+    p.add_argument("--fileset-id", help="File-set ID (max 16 of A-Z 0-9 _ space)")
+    p.add_argument("--capacity", help="override the profile's capacity, e.g. 700M, 4.7G")
+    p.add_argument("--compress", choices=sorted(COMPRESS_CHOICES),
+                   help="compress uncompressed images, where the profile allows it")
+    p.add_argument("--link", choices=("copy", "hardlink", "reflink"), default="copy",
+                   help="how files are placed (hardlink: no byte written twice)")
+    p.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mediasvc export: not implemented yet")
-    return 3
+    profile = media_profile(args.profile)
+    capacity = None
+    if args.capacity:
+        try:
+            capacity = parse_size(args.capacity)
+        except ValueError as exc:
+            raise UsageError(f"--capacity: {exc}") from exc
+    result = create_fileset(args.sources, args.out, profile, fileset_id=args.fileset_id,
+                            capacity=capacity, compress=args.compress, link=args.link,
+                            workers=args.workers)
+    print_report(result, as_json=args.json)
+    return 1 if result.rejected or not result.count("placed") + result.count("transcoded") else 0
+
+
+def print_report(result: FileSetResult, *, as_json: bool) -> None:
+    if as_json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        print()
+        return
+    placed, transcoded = result.count("placed"), result.count("transcoded")
+    if placed + transcoded:
+        print(f"file-set {result.fileset_id} ({result.profile}) at {result.root}: "
+              f"{placed + transcoded} instances, {human_size(result.bytes_written)}")
+    print(f"placed {placed}, transcoded {transcoded}, identical duplicates "
+          f"{result.count('duplicate')}, rejected {result.count('rejected')}")
+    for v in result.verdicts:
+        if v.status == "transcoded":
+            print(f"  transcoded {v.path}: {v.reason}")
+        elif v.status == "rejected":
+            print(f"  REJECTED {v.path}: {v.reason}")
+        elif v.status == "placed" and v.reason:
+            print(f"  note {v.path}: {v.reason}")

@@ -1,0 +1,248 @@
+"""Read the headers of source files and decide, per file, what a profile makes of it.
+
+One function per file (inspect_file) so that a process pool can run it: it reads the header
+with pydicom (large values deferred, never the pixel data unless an icon is needed), checks
+the profile (SOP class, transfer syntax, value rules, required keys) and returns either a
+SourceInstance, with the directory keys the writer needs, or a Rejection with a reason a
+user understands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from mediasvc.fileset.records import (
+    BASELINE_KEYS,
+    INVENTABLE,
+    MEDIA_STORAGE_DIRECTORY,
+    SINGLE_LEVEL_RECORD_TYPES,
+    record_type_for,
+)
+from mediasvc.profiles import MediaProfile
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+# Uncompressed encodings that only need re-encoding, not pixel decoding (PS3.5 10.1, A.2-A.5).
+REENCODABLE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+               EXPLICIT_LE}
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
+UPPER_LEVELS = ("PATIENT", "STUDY", "SERIES")
+_DEFER = 2048  # values larger than this are not read (pixel data, big private blobs)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    path: Path
+    reason: str
+
+
+@dataclass
+class SourceInstance:
+    """One accepted source file, with everything the writer needs to place it."""
+
+    path: Path
+    size: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    target_transfer_syntax: str | None  # None: copied byte for byte
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    modality: str
+    record_type: str
+    # Directory keys per level ("PATIENT", "STUDY", "SERIES", "LEAF"): DataElements as read.
+    keys: dict[str, dict[str, DataElement]] = field(default_factory=dict)
+    icon: Dataset | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def single_level(self) -> bool:
+        return self.record_type in SINGLE_LEVEL_RECORD_TYPES.values()
+
+
+def iter_source_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files of the given paths, folders walked recursively in a stable (sorted) order.
+    DICOMDIR files of existing file-sets are skipped: they describe, they are not content."""
+    for path in paths:
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    if name.upper() != "DICOMDIR" and not name.startswith("."):
+                        yield Path(dirpath) / name
+        else:
+            yield path
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _element(ds: Dataset, keyword: str) -> DataElement | None:
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in ds:
+        return None
+    elem = ds[tag]
+    return elem
+
+
+def _has_value(elem: DataElement | None) -> bool:
+    return elem is not None and elem.VM > 0 and elem.value not in ("", None, b"")
+
+
+def _truncation(ds: Dataset, path: Path, size: int) -> str | None:
+    """Deferred (large) values must end inside the file: a truncated copy is the classic
+    damage of an interrupted transfer, and pydicom does not notice it with deferred reads."""
+    for elem in ds._dict.values():
+        tell = getattr(elem, "value_tell", None)
+        length = getattr(elem, "length", 0)
+        if getattr(elem, "value", 1) is None and tell is not None and length != 0xFFFFFFFF:
+            if tell + length > size:
+                name = keyword_for_tag(elem.tag) or str(elem.tag)
+                return (f"truncated: {name} needs {tell + length} bytes, the file has {size}")
+    pixel = ds._dict.get(0x7FE00010)
+    if pixel is not None and getattr(pixel, "length", 0) == 0xFFFFFFFF:
+        with path.open("rb") as fh:
+            fh.seek(max(0, size - 256))
+            tail = fh.read()
+        if b"\xfe\xff\xdd\xe0" not in tail:
+            return "truncated: the encapsulated pixel data has no sequence delimiter"
+    return None
+
+
+def target_syntax(ts: str, profile: MediaProfile, compress_to: str | None) -> tuple[str | None,
+                                                                                    str | None]:
+    """(target transfer syntax or None to keep, rejection reason or None)."""
+    if compress_to and ts in REENCODABLE:
+        return compress_to, None
+    if ts in profile.transfer_syntaxes:
+        return None, None
+    if profile.default_transfer_syntax in profile.transfer_syntaxes:
+        # Re-encoding (implicit VR, big endian, deflate) or decompression to the profile's
+        # uncompressed syntax (PS3.11: the FSC may convert to a syntax the profile allows).
+        return profile.default_transfer_syntax, None
+    return None, (f"transfer syntax {_ts_name(ts)} is not allowed by {profile.id} "
+                  "and cannot be converted to one it allows")
+
+
+def _ts_name(uid: str) -> str:
+    name = UID(uid).name
+    return f"{name} ({uid})" if name and name != uid else uid
+
+
+def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = None
+                 ) -> SourceInstance | Rejection:
+    """Read one source file's header and judge it against the profile."""
+    try:
+        size = path.stat().st_size
+        ds = dcmread(path, defer_size=_DEFER)
+    except InvalidDicomError:
+        return Rejection(path, "not a DICOM file (no DICM preamble)")
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError,
+            NotImplementedError) as exc:
+        return Rejection(path, f"not readable as DICOM: {exc}")
+    meta = ds.file_meta
+    sop_class = _text(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", ""))
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        return Rejection(path, "a DICOMDIR, not an instance")
+    for kw, label in (("SOPClassUID", "SOP Class UID (0008,0016)"),
+                      ("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
+                      ("StudyInstanceUID", "Study Instance UID (0020,000D)"),
+                      ("SeriesInstanceUID", "Series Instance UID (0020,000E)"),
+                      ("Modality", "Modality (0008,0060)")):
+        if not _text(ds, kw):
+            return Rejection(path, f"missing type 1 attribute {label}")
+    ts = str(meta.get("TransferSyntaxUID", ""))
+    if not ts:
+        return Rejection(path, "no Transfer Syntax UID (0002,0010) in the file meta")
+    try:
+        trunc = _truncation(ds, path, size)
+    except OSError as exc:
+        return Rejection(path, f"not readable: {exc.strerror}")
+    if trunc:
+        return Rejection(path, trunc)
+    if not profile.allows_sop_class(sop_class):
+        return Rejection(path, f"SOP class {_ts_name(sop_class)} is not allowed by {profile.id}")
+    has_pixels = any(t in ds._dict for t in PIXEL_TAGS)
+    target, reason = target_syntax(ts, profile, compress_to if has_pixels else None)
+    if reason:
+        return Rejection(path, reason)
+    for rule in profile.rules:
+        if rule.applies(sop_class, has_pixels):
+            value = _text(ds, rule.keyword)
+            if value not in rule.values:
+                return Rejection(path, f"{rule.keyword} {value or '(absent)'!r} is not allowed "
+                                       f"by {profile.id} (allowed: {', '.join(rule.values)})")
+    rtype = SINGLE_LEVEL_RECORD_TYPES.get(sop_class) or record_type_for(sop_class, has_pixels)
+    inst = SourceInstance(
+        path=path, size=size, sop_class_uid=sop_class,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"), transfer_syntax_uid=ts,
+        target_transfer_syntax=target, patient_id=_text(ds, "PatientID"),
+        study_uid=_text(ds, "StudyInstanceUID"), series_uid=_text(ds, "SeriesInstanceUID"),
+        modality=_text(ds, "Modality"), record_type=rtype,
+    )
+    problem = _collect_keys(ds, inst, profile)
+    if problem:
+        return Rejection(path, problem)
+    if has_pixels and _wants_icon(profile, rtype):
+        from mediasvc.fileset.icons import make_icon  # pixel decoding only when needed
+
+        try:
+            inst.icon = make_icon(dcmread(path), profile.icon_size)
+        except Exception as exc:  # any decoder failure: the icon is what is lost, say so
+            if profile.icon_image == "required":
+                return Rejection(path, f"cannot render the icon image {profile.id} requires: "
+                                       f"{exc}")
+    return inst
+
+
+def _wants_icon(profile: MediaProfile, rtype: str) -> bool:
+    return rtype == "IMAGE" and (profile.icon_image == "required"
+                                 or profile.icon_series == "required")
+
+
+def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
+    """(keyword, type) of every directory key of a record type: baseline + profile."""
+    wanted: list[tuple[str, str]] = list(BASELINE_KEYS.get(record_type, ()))
+    extra = profile.record_keys(record_type)
+    have = {k for k, _ in wanted}
+    for keys, ktype in ((extra.required, "1"), (extra.required_empty, "2"),
+                        (extra.if_present, "1C"), (extra.optional, "3")):
+        wanted += [(k, ktype) for k in keys if k not in have]
+    return wanted
+
+
+def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> str | None:
+    """Copy the directory keys of every level; reject when a leaf type 1 key is missing."""
+    charset = _element(ds, "SpecificCharacterSet")
+    levels: Sequence[tuple[str, str]] = [("PATIENT", "PATIENT"), ("STUDY", "STUDY"),
+                                         ("SERIES", "SERIES"), ("LEAF", inst.record_type)]
+    for level, rtype in levels:
+        wanted = key_spec(profile, rtype)
+        found: dict[str, DataElement] = {}
+        if charset is not None and _has_value(charset):
+            found["SpecificCharacterSet"] = charset
+        for keyword, ktype in wanted:
+            elem = _element(ds, keyword)
+            if _has_value(elem):
+                assert elem is not None
+                found[keyword] = elem
+            elif ktype == "2" and elem is not None:
+                found[keyword] = elem
+            elif ktype == "1" and level == "LEAF" and keyword not in INVENTABLE:
+                tag = tag_for_keyword(keyword) or 0
+                return (f"missing type 1 attribute {keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+                        f" required for the {rtype} record")
+        inst.keys[level] = found
+    return None

@@ -1,0 +1,107 @@
+"""Transcoding a source file to a transfer syntax its profile allows (PS3.5 section 10).
+
+- Implicit VR LE, Explicit VR Big Endian, Deflated -> Explicit VR Little Endian (re-encoding;
+  big endian pixel data is converted through the decoded array, since pydicom does not swap
+  OW values itself).
+- Compressed -> Explicit VR Little Endian: decoded with pydicom's pixel plugins (pylibjpeg,
+  openjpeg, RLE); YCbCr JPEG becomes RGB.
+- Uncompressed -> JPEG 2000 (lossless or not) with pydicom's encoder (pylibjpeg-openjpeg),
+  or JPEG Baseline (8-bit) with Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread, dcmwrite
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID, ExplicitVRLittleEndian
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+J2K = "1.2.840.10008.1.2.4.91"
+COMPRESS_CHOICES = {"jpeg-baseline": JPEG_BASELINE, "jpeg-lossless": JPEG_LOSSLESS_SV1,
+                    "j2k-lossless": J2K_LOSSLESS, "j2k": J2K}
+ENCODABLE = {JPEG_BASELINE, J2K_LOSSLESS, J2K}
+_BINARY_VRS = {"OW", "OF", "OD", "OL", "OV", "US or OW", "US or SS or OW"}
+
+
+class TranscodeError(Exception):
+    """Why a file could not be converted (becomes the file's rejection reason)."""
+
+
+def transcode(src: Path, dst: Path, target: str) -> None:
+    """Write ``src`` re-encoded in ``target`` to ``dst`` (fsynced)."""
+    ds = dcmread(src)
+    ts = UID(str(ds.file_meta.TransferSyntaxUID))
+    try:
+        if ts.is_compressed:
+            ds.decompress()
+        elif not ts.is_little_endian:
+            _big_to_little(ds)
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        if target == J2K_LOSSLESS:
+            ds.compress(J2K_LOSSLESS, encoding_plugin="pylibjpeg")
+        elif target == J2K:
+            ds.compress(J2K, encoding_plugin="pylibjpeg", j2k_cr=[20])
+            _mark_lossy(ds, "ISO_15444_1", 20.0)
+        elif target == JPEG_BASELINE:
+            _jpeg_baseline(ds)
+        elif target != ExplicitVRLittleEndian:
+            raise TranscodeError(f"no encoder for {UID(target).name}")
+    except TranscodeError:
+        raise
+    except Exception as exc:  # decoders and encoders raise many kinds; report the words
+        raise TranscodeError(f"cannot convert {ts.name} to {UID(target).name}: {exc}") from exc
+    with dst.open("wb") as fh:
+        dcmwrite(fh, ds, enforce_file_format=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _big_to_little(ds: Dataset) -> None:
+    for elem in ds.iterall():
+        if elem.VR in _BINARY_VRS and elem.tag != 0x7FE00010 and elem.value:
+            raise TranscodeError(f"big endian binary element {elem.tag} ({elem.keyword}) "
+                                 "cannot be converted safely")
+    if "PixelData" in ds:
+        arr = ds.pixel_array
+        ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
+        ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+
+
+def _mark_lossy(ds: Dataset, method: str, ratio: float) -> None:
+    # PS3.3 C.7.6.1.1.5: once lossy compressed, always flagged.
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = method
+    ds.LossyImageCompressionRatio = f"{ratio:.1f}"
+
+
+def _jpeg_baseline(ds: Dataset) -> None:
+    from PIL import Image
+
+    if int(ds.BitsAllocated) != 8:
+        raise TranscodeError("JPEG Baseline holds 8-bit images only; this one has "
+                             f"{ds.BitsAllocated} bits allocated")
+    arr = ds.pixel_array
+    frames = arr if int(ds.get("NumberOfFrames", 1) or 1) > 1 else arr[np.newaxis]
+    color = int(ds.SamplesPerPixel) == 3
+    fragments = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame, "RGB" if color else "L").save(
+            buf, "JPEG", quality=90, subsampling=1 if color else 0)
+        fragments.append(buf.getvalue())
+    ds.PixelData = encapsulate(fragments)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if color:
+        ds.PhotometricInterpretation = "YBR_FULL_422"  # PS3.5 8.2.1
+        ds.PlanarConfiguration = 0
+    ds.file_meta.TransferSyntaxUID = JPEG_BASELINE
+    _mark_lossy(ds, "ISO_10918_1", 10.0)
