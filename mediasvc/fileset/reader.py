@@ -255,12 +255,15 @@ class _TreeReader:
         self.seen: set[str] = set()
         self.expanded: list[Path] = []
 
-    def records_of(self, ds: Dataset, path: Path) -> tuple[list[DirRecord], str]:
+    def records_of(self, ds: Dataset, path: Path,
+                   sub: bool = False) -> tuple[list[DirRecord], str]:
+        """The record trees of one directory file; ``sub``: a file referenced by a record."""
         self.seen.add(os.path.realpath(path))
+        label = _relative(path, self.root)
         try:
             items = list(ds[_RECORD_SEQ].value or [])
-        except (ValueError, KeyError, TypeError) as exc:
-            self.problems.append(f"{path.name}: Directory Record Sequence unreadable ({exc})")
+        except Exception as exc:  # pydicom raises many kinds on broken input; none may escape
+            self.problems.append(f"{label}: Directory Record Sequence unreadable ({exc})")
             return [], METHOD_REBUILT
         records = [self._record(item) for item in items]
         why = None
@@ -268,11 +271,13 @@ class _TreeReader:
         if records:
             notes: list[str] = []
             roots, why = _link_by_offsets(ds, records, notes)
-            self.problems.extend(f"{path.name}: {note}" for note in notes)
+            self.problems.extend(f"{label}: {note}" for note in notes)
         method = METHOD_DICOMDIR
         if why is not None:
-            self.problems.append(f"{path.name}: directory offsets unusable ({why}); "
-                                 "hierarchy rebuilt from the record sequence")
+            # Philips DIRFILEs carry no offsets at all, by design: not worth a note each.
+            if not (sub and why == _NO_ROOT_OFFSET):
+                self.problems.append(f"{label}: directory offsets unusable ({why}); "
+                                     "hierarchy rebuilt from the record sequence")
             roots = _link_by_levels(records)
             method = METHOD_REBUILT
         if not self.include_inactive:
@@ -280,6 +285,10 @@ class _TreeReader:
         for rec in [r for root in roots for _, r in root.walk()]:
             if rec.record_type in _CONTAINER_TYPES and rec.file_id and rec.path is not None:
                 self._expand(rec)
+        if not sub and self.expanded:
+            self.problems.append(
+                f"{label}: non-standard multi-file directory: {len(self.expanded)} further "
+                "directory files referenced by PATIENT/STUDY/SERIES records (read as well)")
         return roots, method
 
     def _record(self, item: Dataset) -> DirRecord:
@@ -329,9 +338,19 @@ class _TreeReader:
                                  f"which is not a directory file: {exc}")
             return
         self.expanded.append(rec.path)
-        children, _ = self.records_of(sub, rec.path)
+        children, _ = self.records_of(sub, rec.path, sub=True)
         rec.children.extend(children)
         rec.directory_file = True
+
+
+_NO_ROOT_OFFSET = "no offset of the first root record"
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return "/".join(path.relative_to(root).parts)
+    except ValueError:
+        return str(path)
 
 
 def _show(file_id: tuple[str, ...] | None) -> str:
@@ -354,7 +373,7 @@ def _link_by_offsets(ds: Dataset, records: list[DirRecord],
     by_offset = {r.offset: r for r in records if r.offset is not None}
     first = _offset(ds, _ROOT_FIRST)
     if not first:
-        return [], "no offset of the first root record"
+        return [], _NO_ROOT_OFFSET
     roots: list[DirRecord] = []
     visited: set[int] = set()
     # Work list of (offset of the first record of a chain, parent or None for the root).
