@@ -1,0 +1,356 @@
+"""Media import (File-set Reader role, PS3.10 section 7.1): medium -> local store.
+
+For each instance the File-set Reader lists (through the DICOMDIR, or by scanning the medium
+when there is none or it is unusable), the file is read once into memory, parsed, checked
+against the store (deduplication by SOP Instance UID), optionally coerced to the local patient
+identity (reconcile.py), its minimum data set extracted, and written content-addressed
+(files.py); rows are committed in batches after their files are durable (index.py).
+
+Outcome per instance: imported, duplicate (same bytes already stored, skipped), conflict
+(same SOP Instance UID, other content: kept as a second copy, flagged), rejected (read but not
+usable, with the reason); per reference: missing, refused (unsafe path), unreadable (read
+error: a damaged disc). The import is *complete* only when every referenced file was read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import io
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from mediasvc.errors import FileSetError, InputError
+from mediasvc.fileset.reader import DirRecord, read_fileset
+from mediasvc.store import files, isoread
+from mediasvc.store.index import NewInstance, Store
+from mediasvc.store.reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # PS3.4 Annex B: the DICOMDIR's SOP class
+BATCH = 64            # rows per transaction
+BATCH_SECONDS = 1.0   # ... or at least once a second, so that a kill loses little work
+
+IMPORTED, DUPLICATE, CONFLICT, REJECTED = "imported", "duplicate", "conflict", "rejected"
+MISSING, REFUSED, UNREADABLE = "missing", "refused", "unreadable"
+NOT_READ = (MISSING, REFUSED, UNREADABLE)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Outcome:
+    source: str            # File ID / path on the medium
+    status: str
+    reason: str = ""
+    sop_instance_uid: str = ""
+    instance_id: int | None = None   # store row (imported, conflict, or the duplicate's row)
+
+
+@dataclass
+class ImportReport:
+    media: str
+    store: str
+    medium_label: str = ""
+    fileset_id: str = ""
+    method: str = ""
+    import_id: int | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in (IMPORTED, DUPLICATE, CONFLICT, REJECTED, *NOT_READ)}
+        for o in self.outcomes:
+            out[o.status] += 1
+        return out
+
+    @property
+    def complete(self) -> bool:
+        """Every referenced file was read (rejections do not make it incomplete)."""
+        return not any(o.status in NOT_READ for o in self.outcomes)
+
+    @property
+    def clean(self) -> bool:
+        return self.complete and not any(o.status in (REJECTED, CONFLICT)
+                                         for o in self.outcomes)
+
+    def instance_ids(self) -> list[int]:
+        """Store rows of every instance the medium holds (imported, conflict, duplicate)."""
+        return [o.instance_id for o in self.outcomes if o.instance_id is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"media": self.media, "store": self.store, "medium_label": self.medium_label,
+                "fileset_id": self.fileset_id, "method": self.method,
+                "import_id": self.import_id, "complete": self.complete,
+                "counts": self.counts(), "problems": self.problems,
+                "instances": [asdict(o) for o in self.outcomes]}
+
+
+# -- the File-set Reader -------------------------------------------------------------------
+
+@dataclass
+class Listing:
+    method: str
+    fileset_id: str
+    problems: list[str]
+    leaves: list[DirRecord]
+
+
+def read_listing(root: Path) -> Listing:
+    """The files the medium references, via the File-set Reader (DICOMDIR, else a scan)."""
+    try:
+        listing = read_fileset(root, scan_fallback=True)
+    except FileSetError as exc:
+        raise InputError(root, str(exc)) from exc
+    return Listing(method=listing.method, fileset_id=listing.fileset_id or "",
+                   problems=list(listing.problems), leaves=list(listing.leaves()))
+
+
+def _show(file_id: Any, path: Path | None, root: Path) -> str:
+    if isinstance(file_id, (tuple, list)) and file_id:
+        return "/".join(str(c) for c in file_id)
+    if file_id:
+        return str(file_id)
+    if path is not None:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(root).as_posix()
+    return str(path)
+
+
+def _not_read_status(problem: str) -> str:
+    """Classify the reader's DirRecord.problem (fileset/reader.py wording)."""
+    text = problem.lower()
+    if any(w in text for w in ("outside", "leave", "not opened", "unsafe", "symlink")):
+        return REFUSED
+    if any(w in text for w in ("cannot be reached", "i/o", "input/output", "permission")):
+        return UNREADABLE
+    return MISSING
+
+
+# -- the MDS hook ---------------------------------------------------------------------------
+
+def mds_extractor() -> Callable[[Dataset], dict[str, Any]]:
+    """Per-instance MDS extraction (mediasvc.store.mds, owned by the MDS work)."""
+    try:
+        mds = importlib.import_module("mediasvc.store.mds")
+    except ImportError:
+        # TODO(mds): until mediasvc/store/mds.py lands, instances are stored with an empty MDS.
+        return lambda ds: {}
+    definition = mds.load_definition()
+
+    def extract(ds: Dataset) -> dict[str, Any]:
+        return dict(mds.extract_instance(ds, definition))
+
+    return extract
+
+
+# -- import ---------------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    item: NewInstance
+    outcome: Outcome
+    future: Future[str]
+
+
+class _Batch:
+    """Files being written (in a worker thread: write+fsync release the GIL, so parsing the
+    next file overlaps the disk wait) and their rows, committed together once all are on disk."""
+
+    def __init__(self, store: Store, import_id: int, label: str, fileset_id: str,
+                 volume: str) -> None:
+        self.store, self.import_id = store, import_id
+        self.label, self.fileset_id, self.volume = label, fileset_id, volume
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-put")
+        self.pending: list[_Pending] = []
+        self.by_sop: dict[str, list[tuple[str, str, _Pending]]] = {}
+        self.since = time.monotonic()
+
+    def put(self, data: bytes, item: NewInstance, outcome: Outcome) -> None:
+        fut = self.pool.submit(files.put_bytes, self.store.root, data, item.checksum)
+        p = _Pending(item, outcome, fut)
+        self.pending.append(p)
+        self.by_sop.setdefault(item.sop_uid, []).append((item.checksum, item.source_checksum, p))
+        if len(self.pending) >= BATCH or time.monotonic() - self.since > BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            for p in self.pending:
+                p.future.result()   # the file is durable before its row exists
+            ids = self.store.add([p.item for p in self.pending], import_id=self.import_id,
+                                 medium_label=self.label, fileset_id=self.fileset_id,
+                                 volume=self.volume)
+            for p, row_id in zip(self.pending, ids, strict=True):
+                p.outcome.instance_id = row_id
+        self.pending.clear()
+        self.by_sop.clear()
+        self.since = time.monotonic()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def import_media(store: Store, media: Path, *, reconciler: Reconciler | None = None,
+                 label: str | None = None, progress: Progress | None = None) -> ImportReport:
+    """Import every instance of ``media`` (folder, ISO image or block device) into ``store``."""
+    media = Path(media)
+    if not media.exists():
+        raise InputError(media, "no such folder, image or device")
+    report = ImportReport(media=str(media.absolute()), store=str(store.root))
+    with store.writing():
+        if isoread.is_image(media):
+            with isoread.extracted(media, store.root / files.TMP) as ex:
+                report.problems += [f"reading the image: {p}" for p in ex.problems]
+                _import_tree(store, ex.root, report, label or ex.volume_id or media.name,
+                             str(media.absolute()), reconciler, progress)
+        elif media.is_dir():
+            _import_tree(store, media, report, label or media.absolute().name,
+                         str(media.absolute()), reconciler, progress)
+        else:
+            raise InputError(media, "not a folder, an ISO image file or a block device")
+    return report
+
+
+def _import_tree(store: Store, root: Path, report: ImportReport, label: str, volume: str,
+                 reconciler: Reconciler | None, progress: Progress | None) -> None:
+    listing = read_listing(root)
+    report.method, report.fileset_id = listing.method, listing.fileset_id
+    report.medium_label = label
+    report.problems += listing.problems
+    import_id = store.begin_import(report.media, label, listing.fileset_id, listing.method)
+    report.import_id = import_id
+    extract_mds = mds_extractor()
+    batch = _Batch(store, import_id, label, listing.fileset_id, volume)
+    total = len(listing.leaves)
+    try:
+        for n, leaf in enumerate(listing.leaves, start=1):
+            source = _show(leaf.file_id, leaf.path, root)
+            outcome = Outcome(source, IMPORTED)
+            report.outcomes.append(outcome)
+            if leaf.path is None:
+                outcome.reason = str(leaf.problem or "referenced file not found")
+                outcome.status = _not_read_status(outcome.reason)
+            else:
+                _import_one(store, Path(leaf.path), outcome, batch, reconciler, extract_mds)
+            if progress is not None:
+                progress(n, total)
+        batch.flush()
+    finally:
+        batch.close()
+    store.finish_import(import_id, report.complete, report.counts())
+
+
+def _import_one(store: Store, path: Path, outcome: Outcome, batch: _Batch,
+                reconciler: Reconciler | None,
+                extract_mds: Callable[[Dataset], dict[str, Any]]) -> None:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        outcome.status, outcome.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
+        return
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as exc:
+        outcome.status, outcome.reason = REJECTED, f"not a DICOM file: {exc}"
+        return
+    except Exception as exc:  # pydicom raises many kinds on damaged input
+        outcome.status, outcome.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
+        return
+    reason = _unusable(ds)
+    if reason:
+        outcome.status, outcome.reason = REJECTED, reason
+        return
+    sop = str(ds.SOPInstanceUID)
+    outcome.sop_instance_uid = sop
+    source_sum = hashlib.sha256(data).hexdigest()
+    known = store.known(sop)
+    in_batch = batch.by_sop.get(sop, [])
+    for rid, c, s in known:
+        if source_sum in (c, s):
+            outcome.status, outcome.instance_id = DUPLICATE, rid
+            return
+    for c, s, p in in_batch:
+        if source_sum in (c, s):
+            outcome.status = DUPLICATE
+            batch.flush()   # so that the duplicate can name the row it duplicates
+            outcome.instance_id = p.outcome.instance_id
+            return
+    checksum = source_sum
+    if reconciler is not None and reconciler.active:
+        changed = reconciler.apply(ds, source=str(ds.get("InstitutionName", "") or ""))
+        if changed:
+            buf = io.BytesIO()
+            pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+            data = buf.getvalue()
+            checksum = hashlib.sha256(data).hexdigest()
+    if known or in_batch:
+        outcome.status = CONFLICT
+        outcome.reason = (f"SOP Instance UID already stored with other content; both kept "
+                          f"(this copy {checksum[:12]})")
+    try:
+        mds = extract_mds(ds)
+    except Exception as exc:  # one odd file must not stop the import; its MDS stays empty
+        log.warning("%s: minimum data set not extracted: %s", path, exc)
+        mds = {}
+    batch.put(data, _new_instance(ds, outcome.source, checksum, source_sum, len(data), mds),
+              outcome)
+
+
+def _unusable(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "")
+                                                   if meta is not None else ""))
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        return "a DICOMDIR (directory file), not an instance"
+    missing = [kw for kw in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+               if not str(ds.get(kw, "") or "").strip()]
+    if missing:
+        return f"no {', '.join(missing)}"
+    return ""
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        return int(ds.get(keyword))
+    except (TypeError, ValueError):
+        return None
+
+
+def _new_instance(ds: Dataset, source: str, checksum: str, source_sum: str, size: int,
+                  mds: dict[str, Any]) -> NewInstance:
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    sop_class = _text(ds, "SOPClassUID") or (
+        str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else "")
+    return NewInstance(
+        patient_id=_text(ds, "PatientID"), issuer=_text(ds, "IssuerOfPatientID"),
+        patient_name=_text(ds, "PatientName"), birth_date=_text(ds, "PatientBirthDate"),
+        sex=_text(ds, "PatientSex"), study_uid=_text(ds, "StudyInstanceUID"),
+        study_date=_text(ds, "StudyDate"), study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"), study_id=_text(ds, "StudyID"),
+        study_description=_text(ds, "StudyDescription"),
+        series_uid=_text(ds, "SeriesInstanceUID"), modality=_text(ds, "Modality"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        body_part=_text(ds, "BodyPartExamined"), sop_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=sop_class, instance_number=_int(ds, "InstanceNumber"),
+        transfer_syntax=ts, relpath=files.object_relpath(checksum), checksum=checksum,
+        source_checksum=source_sum, size=size, source_path=source, mds=mds)
