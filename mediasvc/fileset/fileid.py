@@ -27,12 +27,18 @@ def split_file_id(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        parts: Iterable[str] = re.split(r"[\\/]", value)
+        parts: list[str] = re.split(r"[\\/]", value)
     elif isinstance(value, Iterable):
         parts = [str(v) for v in value]
     else:
         parts = [str(value)]
-    return tuple(p.strip() for p in parts if p.strip() != "")
+    parts = [p.strip() for p in parts]
+    comps = [p for p in parts if p != ""]
+    if comps and parts[0] == "":
+        # A leading separator ("\\ETC\\PASSWD", "/etc/passwd") makes the File ID absolute;
+        # keep that visible so that resolve_file_id refuses it instead of re-rooting it.
+        comps[0] = "\\" + comps[0]
+    return tuple(comps)
 
 
 def conformance_problem(components: Sequence[str]) -> str | None:
