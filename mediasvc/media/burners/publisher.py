@@ -1,0 +1,171 @@
+"""Disc publishers driven through a hot folder (Primera PTBurn, Epson TD Bridge).
+
+Both take a text job file of ``KEY=value`` lines and move it through a lifecycle by renaming
+it: submitted -> queued/received -> in progress -> done or error. We hand over an ISO image
+that we mastered ourselves (ISO 9660 level 1, DICOMDIR first: the publisher's own mastering
+would not keep these), plus the label merge fields.
+
+* The image and the job file are written in a spool folder (FOLDER/MEDIASVC, same file
+  system as the hot folder) and the job file is renamed into the hot folder only when
+  complete: the publisher never reads a half-written job (rename is atomic on one file system).
+* Timeouts: a job not picked up within ``pickup_timeout`` is withdrawn (renamed back out of
+  the hot folder) so it can be retried, e.g. once the publisher software runs; a job picked up
+  but not finished within ``timeout`` is reported and left to the publisher.
+* A job ending in the error state is reported with the publisher's message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from mediasvc.errors import BurnError
+from mediasvc.media.burners import BurnJob, CopyResult
+from mediasvc.media.iso import make_iso
+from mediasvc.media.verify import compare, iso_checksums, raise_if_bad, tree_checksums
+
+CD_BYTES = 700 * 1000 * 1000
+DVD_BYTES = 4_700_000_000
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    submitted: str
+    queued: str
+    progress: str
+    done: str
+    error: str
+
+    def states(self) -> tuple[str, ...]:
+        return (self.submitted, self.queued, self.progress, self.done, self.error)
+
+
+def disc_type(size: int) -> str:
+    """cd / dvd / bd by image size (nominal capacities of PS3.12's media)."""
+    return "cd" if size <= CD_BYTES else "dvd" if size <= DVD_BYTES else "bd"
+
+
+def read_job_file(path: Path) -> dict[str, list[str]]:
+    """KEY=value lines -> {KEY: [values...]} (keys repeat: MergeField, REPLACE_FIELD)."""
+    out: dict[str, list[str]] = {}
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+class PublisherBackend:
+    """Common hot-folder logic; subclasses say how a job file reads."""
+
+    kind = "publisher"
+    lifecycle = Lifecycle(".JRQ", ".QRJ", ".INP", ".DON", ".ERR")
+    poll = 0.2
+
+    def __init__(self, folder: Path, *, pickup_timeout: float = 60.0,
+                 timeout: float = 3600.0) -> None:
+        self.folder = folder
+        self.pickup_timeout = pickup_timeout
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.folder}"
+
+    # -- to be provided by the vendor modules ---------------------------------------------
+    def job_text(self, job: BurnJob, job_id: str, image: Path, size: int) -> str:
+        raise NotImplementedError
+
+    def error_message(self, fields: dict[str, list[str]]) -> str:
+        raise NotImplementedError
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def _job_path(self, job_id: str, ext: str) -> Path:
+        return self.folder / f"{job_id}{ext}"
+
+    def state(self, job_id: str) -> str | None:
+        for ext in reversed(self.lifecycle.states()):
+            if self._job_path(job_id, ext).exists():
+                return ext
+        return None
+
+    def burn(self, job: BurnJob) -> list[CopyResult]:
+        what = f"{self.kind}:{self.folder}"
+        if not self.folder.is_dir():
+            raise BurnError(f"{what}: the job folder does not exist (is the publisher share "
+                            "mounted?)")
+        if not os.access(self.folder, os.W_OK):
+            raise BurnError(f"{what}: the job folder is not writable")
+        spool = self.folder / "MEDIASVC"
+        try:
+            spool.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise BurnError(f"{what}: cannot create the spool folder: {exc.strerror}") from exc
+        # A fresh ID per attempt: a retry never collides with the remains of an earlier one.
+        job_id = f"MSVC{time.strftime('%Y%m%d%H%M%S')}{uuid.uuid4().hex[:6].upper()}"
+        image = spool / f"{job_id}.ISO"
+        result = make_iso(job.staging, image, timeout=job.timeout)
+        try:
+            image_verified: bool | None = None
+            if job.verify:
+                check = compare(tree_checksums(job.staging), iso_checksums(image))
+                raise_if_bad(check, f"{what}: image {image}")
+                image_verified = True
+            tmp = spool / f"{job_id}.tmp"
+            with open(tmp, "w", encoding="ascii", newline="\r\n") as fh:
+                fh.write(self.job_text(job, job_id, image, result.size))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._job_path(job_id, self.lifecycle.submitted))
+            final, fields = self._wait(job_id, what)
+        except BaseException:
+            self._cleanup(job_id, image, keep_job=True)
+            raise
+        self._cleanup(job_id, image, keep_job=True)
+        if final == self.lifecycle.error:
+            raise BurnError(f"{what}: job {job_id} failed: {self.error_message(fields)}; "
+                            "the staging tree is intact, the job can be retried")
+        method = "publisher-verify" if job.verify else ""
+        return [CopyResult(n, f"{what} job {job_id}", "done",
+                           verified=image_verified if job.verify else None,
+                           verify_method=f"image-readback-sha256+{method}" if job.verify else "",
+                           detail=f"{disc_type(result.size)} image {result.size} bytes")
+                for n in range(1, job.copies + 1)]
+
+    def _wait(self, job_id: str, what: str) -> tuple[str, dict[str, list[str]]]:
+        start = time.monotonic()
+        submitted = self._job_path(job_id, self.lifecycle.submitted)
+        while True:
+            state = self.state(job_id)
+            elapsed = time.monotonic() - start
+            if state in (self.lifecycle.done, self.lifecycle.error):
+                return state, read_job_file(self._job_path(job_id, state))
+            if state == self.lifecycle.submitted and elapsed > self.pickup_timeout:
+                try:  # withdraw: the publisher has not seen it, so it must not burn it later
+                    os.replace(submitted, self.folder / "MEDIASVC" / f"{job_id}.WDN")
+                except FileNotFoundError:
+                    continue  # picked up just now: keep following it
+                raise BurnError(f"{what}: job {job_id} was not picked up within "
+                                f"{self.pickup_timeout:.0f} s (is the publisher software "
+                                "running?); withdrawn, the job can be retried")
+            if state is None and elapsed > self.pickup_timeout:
+                raise BurnError(f"{what}: job {job_id} vanished from the job folder")
+            if elapsed > self.timeout:
+                raise BurnError(f"{what}: job {job_id} not finished within "
+                                f"{self.timeout:.0f} s (state {state}); left to the publisher")
+            time.sleep(self.poll)
+
+    def _cleanup(self, job_id: str, image: Path, *, keep_job: bool) -> None:
+        state = self.state(job_id)
+        # The image is the publisher's input until the job ends; never pull it from under it.
+        if state in (None, self.lifecycle.done, self.lifecycle.error):
+            image.unlink(missing_ok=True)
+        (self.folder / "MEDIASVC" / f"{job_id}.tmp").unlink(missing_ok=True)
+        if not keep_job and state is not None:
+            self._job_path(job_id, state).unlink(missing_ok=True)

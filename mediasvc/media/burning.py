@@ -1,0 +1,59 @@
+"""`mediasvc burn`: every volume of a staging tree to a target, N copies, with read-back.
+
+The staging tree is only read: whatever fails (target not writable or too small, xorriso
+failing, a publisher error or timeout), the same command can be run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mediasvc.errors import UsageError
+from mediasvc.media.burners import Backend, BurnJob, CopyResult
+from mediasvc.media.labels import LabelSettings, label_fields, load_label_settings
+from mediasvc.media.pdi import SiteInfo, read_volume
+from mediasvc.media.staging import has_web_content, volumes_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BurnReport:
+    target: str
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def copies(self) -> list[CopyResult]:
+        return [c for v in self.volumes for c in v["copies"]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target,
+                "volumes": [{**v, "copies": [c.as_dict() for c in v["copies"]]}
+                            for v in self.volumes]}
+
+
+def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = False,
+         label_file: Path | None = None, site: SiteInfo | None = None,
+         timeout: float | None = None) -> BurnReport:
+    if copies < 1:
+        raise UsageError(f"--copies {copies}: must be at least 1")
+    volumes = volumes_of(staging)
+    settings = load_label_settings(label_file) if label_file else LabelSettings()
+    site = site or SiteInfo()
+    report = BurnReport(backend.describe())
+    for number, root in enumerate(volumes, start=1):
+        info = read_volume(root)
+        web = has_web_content(root)
+        label = label_fields(info, site, web=web, number=number, count=len(volumes),
+                             settings=settings)
+        job = BurnJob(root, copies=copies, verify=verify, number=number, count=len(volumes),
+                      label=label, label_template=settings.template, timeout=timeout)
+        log.info("burning volume %d of %d (%s, %d instances) to %s", number, len(volumes),
+                 info.fileset_id, info.instance_count, backend.describe())
+        results = backend.burn(job)
+        report.volumes.append({"volume": number, "staging": str(root),
+                               "fileset_id": info.fileset_id, "copies": results})
+    return report

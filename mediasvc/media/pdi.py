@@ -1,0 +1,309 @@
+"""IHE PDI (Portable Data for Imaging) root content: README.TXT and INDEX.HTM per volume.
+
+IHE RAD TF-1 PDI and PS3.12 leave the DICOM file-set alone (DICOMDIR + DICOM/...) and add, at
+the root of every volume, a README.TXT (who made the medium and how to reach them, the
+application that made it, what the medium holds, how to view it) and an INDEX.HTM a browser
+can open. On a spanned set each volume also says "volume k of n" and what the others hold.
+
+What the volume holds is read back from its DICOMDIR (``read_volume``), so this module works
+for any file-set: ours, DCMTK's or a third party's.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from mediasvc import __version__
+from mediasvc.errors import MediaError
+
+APPLICATION = "mediasvc"
+
+
+@dataclass
+class SeriesInfo:
+    uid: str
+    modality: str
+    number: str
+    description: str
+    files: list[tuple[str, ...]] = field(default_factory=list)
+
+
+@dataclass
+class StudyInfo:
+    uid: str
+    date: str
+    time: str
+    description: str
+    accession: str
+    study_id: str
+    series: list[SeriesInfo] = field(default_factory=list)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({s.modality for s in self.series if s.modality})
+
+    @property
+    def instance_count(self) -> int:
+        return sum(len(s.files) for s in self.series)
+
+
+@dataclass
+class PatientInfo:
+    name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    studies: list[StudyInfo] = field(default_factory=list)
+
+
+@dataclass
+class VolumeInfo:
+    """What one volume holds, as its DICOMDIR says."""
+
+    fileset_id: str
+    patients: list[PatientInfo] = field(default_factory=list)
+
+    @property
+    def studies(self) -> list[tuple[PatientInfo, StudyInfo]]:
+        return [(p, s) for p in self.patients for s in p.studies]
+
+    @property
+    def instance_count(self) -> int:
+        return sum(s.instance_count for _, s in self.studies)
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """The creating institution as the README names it (IHE PDI: 'creating institution')."""
+
+    institution: str = ""
+    contact: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeContext:
+    """Where a volume sits in its set, and what else is on it, for README.TXT and INDEX.HTM."""
+
+    number: int = 1
+    count: int = 1
+    others: tuple[tuple[int, VolumeInfo], ...] = ()
+    split_notes: tuple[str, ...] = ()
+    web: bool = False
+    viewer: str | None = None  # folder name of the viewer at the root, if any
+
+
+def _str(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def read_volume(root: Path) -> VolumeInfo:
+    """Read ROOT/DICOMDIR into a patient/study/series tree (PS3.3 F.3 record hierarchy)."""
+    path = root / "DICOMDIR"
+    try:
+        ds = pydicom.dcmread(path)
+    except (OSError, InvalidDicomError) as exc:
+        raise MediaError(f"{path}: cannot read the DICOMDIR: {exc}") from exc
+    by_offset = {rec.seq_item_tell: rec for rec in ds.get("DirectoryRecordSequence", [])}
+
+    def siblings(offset: int) -> list[Dataset]:
+        out: list[Dataset] = []
+        seen: set[int] = set()
+        while offset and offset in by_offset and offset not in seen:
+            seen.add(offset)  # a loop in the offsets must not hang us
+            rec = by_offset[offset]
+            if rec.get("RecordInUseFlag", 0xFFFF) != 0:
+                out.append(rec)
+            offset = int(rec.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
+        return out
+
+    def children(rec: Dataset) -> list[Dataset]:
+        return siblings(int(rec.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0))
+
+    vol = VolumeInfo(fileset_id=_str(ds, "FileSetID"))
+    root_offset = int(ds.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity", 0) or 0)
+    for prec in siblings(root_offset):
+        if prec.DirectoryRecordType != "PATIENT":
+            continue
+        patient = PatientInfo(_str(prec, "PatientName"), _str(prec, "PatientID"),
+                              _str(prec, "PatientBirthDate"), _str(prec, "PatientSex"))
+        vol.patients.append(patient)
+        for strec in children(prec):
+            if strec.DirectoryRecordType != "STUDY":
+                continue
+            study = StudyInfo(_str(strec, "StudyInstanceUID"), _str(strec, "StudyDate"),
+                              _str(strec, "StudyTime"), _str(strec, "StudyDescription"),
+                              _str(strec, "AccessionNumber"), _str(strec, "StudyID"))
+            patient.studies.append(study)
+            for serec in children(strec):
+                if serec.DirectoryRecordType != "SERIES":
+                    continue
+                series = SeriesInfo(_str(serec, "SeriesInstanceUID"), _str(serec, "Modality"),
+                                    _str(serec, "SeriesNumber"), _str(serec, "SeriesDescription"))
+                study.series.append(series)
+                for irec in children(serec):
+                    fid = irec.get("ReferencedFileID")
+                    if fid is None:
+                        continue
+                    parts = [fid] if isinstance(fid, str) else list(fid)
+                    series.files.append(tuple(str(p) for p in parts))
+    return vol
+
+
+# -- formatting helpers ------------------------------------------------------------------------
+
+def person_name(value: str) -> str:
+    """DICOM PN 'FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX' (PS3.5 6.2) as 'FAMILY, GIVEN MIDDLE'."""
+    alphabetic = value.split("=")[0]
+    parts = [p.strip() for p in alphabetic.split("^")]
+    parts += [""] * (5 - len(parts))
+    family, given, middle, prefix, suffix = parts[:5]
+    first = " ".join(p for p in (prefix, given, middle) if p)
+    name = f"{family}, {first}" if family and first else family or first
+    return f"{name} {suffix}".strip() if suffix else name
+
+
+def dicom_date(value: str) -> str:
+    """DA 'YYYYMMDD' (also pre-1900) as 'YYYY-MM-DD'; anything else (empty, partial, legacy
+    ACR-NEMA 'YYYY.MM.DD' garbled) is shown as given, never rejected."""
+    v = value.strip().replace(".", "")
+    if len(v) == 8 and v.isdigit():
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    return value.strip()
+
+
+def _study_line(patient: PatientInfo, study: StudyInfo) -> str:
+    what = study.description or "(no description)"
+    mods = "/".join(study.modalities) or "?"
+    return (f"{person_name(patient.name) or '(no name)'} [{patient.patient_id or 'no ID'}] "
+            f"{dicom_date(study.date) or 'undated'} {mods} {what}: "
+            f"{len(study.series)} series, {study.instance_count} instances")
+
+
+def readme_text(vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext) -> str:
+    """README.TXT for one volume (IHE PDI content: institution, application, content, viewing)."""
+    lines = [
+        "DICOM MEDIUM - README",
+        "=====================",
+        "",
+        f"This medium holds medical images in DICOM format (PS3.10 file-set "
+        f"'{vol.fileset_id}').",
+    ]
+    if ctx.count > 1:
+        lines.append(f"It is volume {ctx.number} of {ctx.count} of a set.")
+    lines += [
+        "",
+        "Created by:",
+        f"  Institution: {site.institution or '(not configured)'}",
+        f"  Contact:     {site.contact or '(not configured)'}",
+        f"  Application: {APPLICATION} {__version__}",
+        "",
+        f"Content of this volume ({len(vol.patients)} patient(s), {len(vol.studies)} study(ies), "
+        f"{vol.instance_count} instances):",
+    ]
+    lines += [f"  - {_study_line(p, s)}" for p, s in vol.studies]
+    if ctx.split_notes:
+        lines += ["", "Studies split over several volumes (too large for one):"]
+        lines += [f"  - {note}" for note in ctx.split_notes]
+    for number, other in ctx.others:
+        lines += ["", f"On volume {number} of {ctx.count}:"]
+        lines += [f"  - {_study_line(p, s)}" for p, s in other.studies]
+    lines += [
+        "",
+        "How to view:",
+        "  - Open the file DICOMDIR at the root of this medium with a DICOM viewer;",
+        "    it indexes every image in the DICOM folder.",
+        "  - Open INDEX.HTM with a web browser for a summary of the content.",
+    ]
+    if ctx.web:
+        lines.append("  - The IHE_PDI folder holds web pages with JPEG renderings of the images"
+                     " (not for diagnosis).")
+    if ctx.viewer:
+        lines.append(f"  - A DICOM viewer is provided in the folder {ctx.viewer}"
+                     " (it does not start automatically).")
+    lines += ["", "The images on this medium are confidential patient information.", ""]
+    return "\r\n".join(lines)  # CRLF: readable with the plainest editor of every platform
+
+
+_XHTML_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n'
+    '<head><meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />'
+    "<title>{title}</title></head>\n<body>\n"
+)
+
+
+def xhtml_page(title: str, body: Sequence[str]) -> str:
+    """An XHTML 1.0 Strict page (IHE PDI web content is XHTML only)."""
+    return _XHTML_HEAD.format(title=html.escape(title)) + "\n".join(body) + "\n</body>\n</html>\n"
+
+
+def index_htm(vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext,
+              web_links: dict[str, str] | None = None) -> str:
+    """INDEX.HTM: the same facts as README.TXT; with --web, links to the IHE_PDI study pages.
+
+    ``web_links``: Study Instance UID -> relative path of its page under IHE_PDI/.
+    """
+    e = html.escape
+    title = f"DICOM medium {vol.fileset_id}"
+    if ctx.count > 1:
+        title += f" (volume {ctx.number} of {ctx.count})"
+    body = [f"<h1>{e(title)}</h1>",
+            f"<p>Created by {e(site.institution or '(institution not configured)')}; "
+            f"contact: {e(site.contact or '(not configured)')}; "
+            f"application: {e(APPLICATION)} {e(__version__)}.</p>",
+            "<h2>Content of this volume</h2>", "<ul>"]
+    for patient, study in vol.studies:
+        text = e(_study_line(patient, study))
+        link = (web_links or {}).get(study.uid)
+        body.append(f'<li><a href="{e(link)}">{text}</a></li>' if link else f"<li>{text}</li>")
+    body.append("</ul>")
+    if ctx.split_notes:
+        body += ["<h2>Studies split over several volumes</h2>", "<ul>"]
+        body += [f"<li>{e(n)}</li>" for n in ctx.split_notes]
+        body.append("</ul>")
+    for number, other in ctx.others:
+        body += [f"<h2>On volume {number} of {ctx.count}</h2>", "<ul>"]
+        body += [f"<li>{e(_study_line(p, s))}</li>" for p, s in other.studies]
+        body.append("</ul>")
+    body += ["<h2>How to view</h2>",
+             "<p>Open the file DICOMDIR at the root of this medium with a DICOM viewer.</p>"]
+    if ctx.viewer:
+        body.append(f"<p>A DICOM viewer is provided in the folder {e(ctx.viewer)}.</p>")
+    if ctx.web:
+        body.append("<p>The images shown in these pages are JPEG renderings, not for "
+                    "diagnosis.</p>")
+    return xhtml_page(title, body)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file + fsync + rename: a README is never half written."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_root_files(root: Path, vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext,
+                     web_links: dict[str, str] | None = None) -> list[Path]:
+    """Write README.TXT and INDEX.HTM at the root of a volume; return their paths."""
+    readme = root / "README.TXT"
+    index = root / "INDEX.HTM"
+    try:
+        write_atomic(readme, readme_text(vol, site, ctx).encode("utf-8"))
+        write_atomic(index, index_htm(vol, site, ctx, web_links).encode("utf-8"))
+    except OSError as exc:
+        raise MediaError(f"{root}: cannot write README.TXT/INDEX.HTM: {exc.strerror}") from exc
+    return [readme, index]
