@@ -17,6 +17,10 @@ from mediasvc.errors import NO_VALUE, ConfigError
 
 T = TypeVar("T")
 _MISSING: Any = object()
+# Table has methods named str/int/float; annotations inside it use these aliases.
+_Str = str
+_Int = int
+_Float = float
 
 
 def load_toml(path: Path) -> Table:
@@ -34,42 +38,42 @@ def load_toml(path: Path) -> Table:
 class Table:
     """A TOML table with typed, validating accessors; errors name file, key and value."""
 
-    def __init__(self, data: dict[str, Any], file: Path, prefix: str = "") -> None:
+    def __init__(self, data: dict[_Str, Any], file: Path, prefix: _Str = "") -> None:
         self.data = data
         self.file = file
         self.prefix = prefix
 
     # -- errors -------------------------------------------------------------------------------
-    def name(self, key: str) -> str:
+    def name(self, key: _Str) -> _Str:
         return f"{self.prefix}{key}"
 
-    def error(self, key: str, reason: str, value: Any = _MISSING) -> ConfigError:
+    def error(self, key: _Str, reason: _Str, value: Any = _MISSING) -> ConfigError:
         if value is _MISSING:
             value = self.data.get(key, NO_VALUE)
         return ConfigError(self.file, self.name(key), value, reason)
 
     # -- structure ----------------------------------------------------------------------------
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: _Str) -> bool:
         return key in self.data
 
-    def keys(self) -> Iterable[str]:
+    def keys(self) -> Iterable[_Str]:
         return self.data.keys()
 
-    def check_keys(self, allowed: Iterable[str]) -> None:
+    def check_keys(self, allowed: Iterable[_Str]) -> None:
         """Refuse keys this table does not know (typos must not be silently ignored)."""
         allowed_set = set(allowed)
         for key in self.data:
             if key not in allowed_set:
                 raise self.error(key, f"unknown key (allowed: {', '.join(sorted(allowed_set))})")
 
-    def _get(self, key: str, default: Any) -> Any:
+    def _get(self, key: _Str, default: Any) -> Any:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
             raise ConfigError(self.file, self.name(key), NO_VALUE, "required key is missing")
         return default
 
-    def _typed(self, key: str, default: Any, types: type | tuple[type, ...], what: str) -> Any:
+    def _typed(self, key: _Str, default: Any, types: type | tuple[type, ...], what: _Str) -> Any:
         value = self._get(key, default)
         if key in self.data and (not isinstance(value, types) or isinstance(value, bool)
                                  and bool not in (types if isinstance(types, tuple) else (types,))):
@@ -77,9 +81,9 @@ class Table:
         return value
 
     # -- scalars ------------------------------------------------------------------------------
-    def str(self, key: str, default: Any = _MISSING, *, choices: Iterable[str] | None = None,
-            pattern: str | None = None) -> Any:
-        value = self._typed(key, default, str, "a string")
+    def str(self, key: _Str, default: Any = _MISSING, *, choices: Iterable[_Str] | None = None,
+            pattern: _Str | None = None) -> Any:
+        value = self._typed(key, default, _Str, "a string")
         if key in self.data:
             if choices is not None and value not in set(choices):
                 raise self.error(key, f"must be one of {', '.join(sorted(set(choices)))}")
@@ -87,8 +91,8 @@ class Table:
                 raise self.error(key, f"must match {pattern}")
         return value
 
-    def int(self, key: str, default: Any = _MISSING, *, min: int | None = None,
-            max: int | None = None) -> Any:
+    def int(self, key: _Str, default: Any = _MISSING, *, min: _Int | None = None,
+            max: _Int | None = None) -> Any:
         value = self._typed(key, default, int, "an integer")
         if key in self.data:
             if min is not None and value < min:
@@ -97,8 +101,8 @@ class Table:
                 raise self.error(key, f"must be <= {max}")
         return value
 
-    def float(self, key: str, default: Any = _MISSING, *, min: float | None = None,
-              max: float | None = None) -> Any:
+    def float(self, key: _Str, default: Any = _MISSING, *, min: _Float | None = None,
+              max: _Float | None = None) -> Any:
         value = self._typed(key, default, (int, float), "a number")
         if key in self.data:
             value = float(value)
@@ -108,13 +112,13 @@ class Table:
                 raise self.error(key, f"must be <= {max}")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: _Str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if key in self.data and not isinstance(value, bool):
             raise self.error(key, "must be true or false")
         return value
 
-    def size(self, key: str, default: Any = _MISSING) -> Any:
+    def size(self, key: _Str, default: Any = _MISSING) -> Any:
         """A byte size: an integer or a string such as "700M", "4.7G" (decimal units)."""
         value = self._get(key, default)
         if key not in self.data:
@@ -124,12 +128,12 @@ class Table:
         except ValueError as exc:
             raise self.error(key, str(exc)) from exc
 
-    def str_list(self, key: str, default: Any = _MISSING, *,
-                 choices: Iterable[str] | None = None) -> Any:
+    def str_list(self, key: _Str, default: Any = _MISSING, *,
+                 choices: Iterable[_Str] | None = None) -> Any:
         value = self._get(key, default)
         if key not in self.data:
             return value
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, _Str) for v in value):
             raise self.error(key, "must be a list of strings")
         if choices is not None:
             allowed = set(choices)
@@ -139,13 +143,13 @@ class Table:
         return list(value)
 
     # -- nested -------------------------------------------------------------------------------
-    def table(self, key: str, default: Any = _MISSING) -> Table:
+    def table(self, key: _Str, default: Any = _MISSING) -> Table:
         value = self._get(key, {} if default is _MISSING and key not in self.data else default)
         if key in self.data and not isinstance(value, dict):
             raise self.error(key, "must be a table")
         return Table(value if isinstance(value, dict) else {}, self.file, f"{self.name(key)}.")
 
-    def tables(self, key: str, default: Any = _MISSING) -> list[Table]:
+    def tables(self, key: _Str, default: Any = _MISSING) -> list[Table]:
         """An array of tables (``[[key]]``)."""
         value = self._get(key, default)
         if key not in self.data:
@@ -154,7 +158,7 @@ class Table:
             raise self.error(key, "must be an array of tables ([[...]])")
         return [Table(v, self.file, f"{self.name(key)}[{i}].") for i, v in enumerate(value)]
 
-    def items(self) -> Iterator[tuple[str, Any]]:
+    def items(self) -> Iterator[tuple[_Str, Any]]:
         return iter(self.data.items())
 
 

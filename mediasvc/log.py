@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 
 def setup_logging(verbosity: int = 0) -> None:
@@ -27,6 +28,11 @@ def setup_logging(verbosity: int = 0) -> None:
     root.setLevel(level)
     # pynetdicom is chatty at INFO about every PDU.
     logging.getLogger("pynetdicom").setLevel(max(level, logging.WARNING))
+    # pydicom warns about every odd value of third-party files; our reports say what matters.
+    # Decoder failures become a file's rejection reason; no tracebacks in the log for them.
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL)
+    if verbosity < 2:
+        warnings.filterwarnings("ignore", module="pydicom")
 
 
 class _JournalFormatter(logging.Formatter):
@@ -36,5 +42,5 @@ class _JournalFormatter(logging.Formatter):
              logging.DEBUG: 7}
 
     def format(self, record: logging.LogRecord) -> str:
-        record.levelno_sd = self._PRIO.get(record.levelno, 6)
-        return f"<{record.levelno_sd}>{record.name}: {record.getMessage()}"
+        prio = self._PRIO.get(record.levelno, 6)
+        return f"<{prio}>{record.name}: {record.getMessage()}"

@@ -1,4 +1,9 @@
-"""`mediasvc export SRC... --profile ID --out DIR`: create a file-set (FSC)."""
+"""`mediasvc export SRC... --profile ID --out DIR`: create a file-set (FSC) as PDI media.
+
+Every volume gets README.TXT and INDEX.HTM (IHE PDI); --web adds IHE_PDI/, --viewer a viewer
+folder; content beyond the capacity is spanned over DIR/VOL001, DIR/VOL002, ...
+(media/production.py).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from typing import Any
 
 from mediasvc.config import parse_size
 from mediasvc.errors import UsageError
-from mediasvc.fileset.creator import FileSetResult, create_fileset, human_size
+from mediasvc.fileset.creator import FileSetResult, human_size
 from mediasvc.fileset.transcode import COMPRESS_CHOICES
+from mediasvc.media.pdi import SiteInfo
+from mediasvc.media.production import ProductionReport, produce
 from mediasvc.profiles import media_profile
 
 
@@ -27,8 +34,15 @@ def register(sub: Any) -> None:
     p.add_argument("--capacity", help="override the profile's capacity, e.g. 700M, 4.7G")
     p.add_argument("--compress", choices=sorted(COMPRESS_CHOICES),
                    help="compress uncompressed images, where the profile allows it")
-    p.add_argument("--link", choices=("copy", "hardlink", "reflink"), default="copy",
-                   help="how files are placed (hardlink: no byte written twice)")
+    p.add_argument("--link", choices=("copy", "hardlink", "reflink"), default="hardlink",
+                   help="how files are placed (default hardlink: no byte written twice; "
+                        "copy where sources may change)")
+    p.add_argument("--web", action="store_true",
+                   help="add IHE PDI web content (IHE_PDI/: XHTML pages, JPEG renderings)")
+    p.add_argument("--viewer", type=Path, metavar="DIR",
+                   help="copy a viewer folder onto every volume (no autorun)")
+    p.add_argument("--institution", default="", help="creating institution, for README.TXT")
+    p.add_argument("--contact", default="", help="contact (phone, e-mail), for README.TXT")
     p.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
@@ -42,11 +56,37 @@ def run(args: argparse.Namespace) -> int:
             capacity = parse_size(args.capacity)
         except ValueError as exc:
             raise UsageError(f"--capacity: {exc}") from exc
-    result = create_fileset(args.sources, args.out, profile, fileset_id=args.fileset_id,
-                            capacity=capacity, compress=args.compress, link=args.link,
-                            workers=args.workers)
-    print_report(result, as_json=args.json)
-    return 1 if result.rejected or not result.count("placed") + result.count("transcoded") else 0
+    report = produce(args.sources, args.out, profile, fileset_id=args.fileset_id,
+                     capacity=capacity, compress=args.compress, link=args.link,
+                     workers=args.workers, web=args.web, viewer=args.viewer,
+                     site=SiteInfo(args.institution, args.contact))
+    print_production(report, as_json=args.json)
+    placed = report.count("placed") + report.count("transcoded")
+    return 1 if report.count("rejected") or not placed else 0
+
+
+def print_production(report: ProductionReport, *, as_json: bool) -> None:
+    if as_json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        print()
+        return
+    if not report.volumes:
+        for v in report.scan_verdicts:
+            print(f"  REJECTED {v.path}: {v.reason}")
+        print("nothing exported: no input file was accepted")
+        return
+    n = len(report.volumes)
+    if n > 1:
+        print(f"content spans {n} volumes of {human_size(report.capacity)} under {report.out}")
+    for vol in report.volumes:
+        if n > 1:
+            print(f"volume {vol.number} of {n}: {vol.root} ({vol.instances} instances, "
+                  f"{human_size(vol.image_bytes)} on disc)")
+        print_report(vol.result, as_json=False)
+    for v in report.scan_verdicts:
+        print(f"  {'REJECTED' if v.status == 'rejected' else v.status} {v.path}: {v.reason}")
+    for note in report.split_notes + report.notes:
+        print(f"  note: {note}")
 
 
 def print_report(result: FileSetResult, *, as_json: bool) -> None:

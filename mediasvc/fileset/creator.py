@@ -34,8 +34,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
@@ -43,13 +43,13 @@ from pydicom.uid import UID
 from mediasvc.errors import CapacityError, FileSetError, UsageError
 from mediasvc.fileset.dicomdir import Node, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
-from mediasvc.fileset.records import INVENTABLE
 from mediasvc.fileset.scan import (
     Rejection,
     SourceInstance,
     inspect_file,
     iter_source_files,
     key_spec,
+    ts_name,
 )
 from mediasvc.fileset.transcode import COMPRESS_CHOICES, ENCODABLE, TranscodeError, transcode
 from mediasvc.profiles import MediaProfile
@@ -98,6 +98,7 @@ class FileSetResult:
     profile: str
     verdicts: list[Verdict] = field(default_factory=list)
     bytes_written: int = 0
+    notes: list[str] = field(default_factory=list)  # values invented for the DICOMDIR
 
     @property
     def rejected(self) -> list[Verdict]:
@@ -112,6 +113,7 @@ class FileSetResult:
             "counts": {s: self.count(s) for s in ("placed", "transcoded", "duplicate",
                                                   "rejected")},
             "bytes": self.bytes_written,
+            "notes": self.notes,
             "files": [v.to_json() for v in self.verdicts],
         }
 
@@ -295,21 +297,29 @@ def _merge_keys(insts: Sequence[SourceInstance], level: str, spec: list[tuple[st
 
 
 @dataclass
-class _Series:
-    uid: str
-    insts: list[SourceInstance] = field(default_factory=list)
+class Tree:
+    """The records of a file-set being written or updated, indexed by entity.
+
+    A Creator starts from an empty tree; an Updater from the records of the existing DICOMDIR,
+    so that new instances join their existing patient, study and series records and their
+    files go into the existing folders (nothing already on the medium moves).
+    """
+
+    roots: list[Node] = field(default_factory=list)
+    patients: dict[str, Node] = field(default_factory=dict)  # by Patient ID
+    studies: dict[str, Node] = field(default_factory=dict)  # by Study Instance UID
+    series: dict[str, Node] = field(default_factory=dict)  # by Series Instance UID
+    dirs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    used_file_ids: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
-class _Study:
-    uid: str
-    series: dict[str, _Series] = field(default_factory=dict)
+class _Group:
+    """New instances of one entity, in input order, with their sub-entities."""
 
-
-@dataclass
-class _Patient:
     key: str
-    studies: dict[str, _Study] = field(default_factory=dict)
+    insts: list[SourceInstance] = field(default_factory=list)
+    children: dict[str, _Group] = field(default_factory=dict)
 
 
 def _instance_order(inst: SourceInstance) -> tuple[int, str]:
@@ -321,49 +331,61 @@ def _instance_order(inst: SourceInstance) -> tuple[int, str]:
         return (0, str(inst.path))
 
 
-def _invent(rec: Dataset, keyword: str, value: str, notes: list[str]) -> None:
+def _invent(rec: Dataset, keyword: str, value: str, notes: list[str], entity: str) -> None:
     setattr(rec, keyword, value)
-    notes.append(f"{keyword} absent in the files; {value!r} written in the DICOMDIR")
+    notes.append(f"{entity}: {keyword} absent in every file; {value!r} written in the DICOMDIR")
 
 
-def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: MediaProfile, *,
-                  fileset_id: str | None = None, link: str = "copy",
-                  workers: int | None = None) -> FileSetResult:
-    """Place the instances under out/DICOM/ and write out/DICOMDIR (last, atomically)."""
-    fsid = check_fileset_id(fileset_id) if fileset_id else default_fileset_id()
-    result = FileSetResult(root=out, fileset_id=fsid, profile=profile.id)
-    if not instances:
-        raise FileSetError("nothing to write: no input file was accepted")
-    _prepare_out(out)
+def _patient_key(inst: SourceInstance) -> str:
+    if inst.patient_id:
+        return inst.patient_id
+    name = inst.keys["PATIENT"].get("PatientName")
+    return f"\\noid\\{name.value if name is not None else ''}"
 
-    # Group into patients / studies / series, in the order the inputs came.
-    patients: dict[str, _Patient] = {}
+
+def _entity_node(index: dict[str, Node], key: str, siblings: list[Node], rec: Dataset) -> Node:
+    """The existing record of an entity (its missing keys filled in), or a new one."""
+    node = index.get(key)
+    if node is None:
+        node = Node(rec)
+        index[key] = node
+        siblings.append(node)
+    else:
+        for elem in rec:
+            if elem.tag not in node.record:
+                node.record.add(elem)
+    return node
+
+
+def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
+                    profile: MediaProfile, result: FileSetResult, *, link: str = "copy",
+                    workers: int | None = None) -> None:
+    """Place new instances under out/DICOM/ and add their records to ``tree``."""
+    patients: dict[str, _Group] = {}
     singles: list[SourceInstance] = []
     for inst in instances:
         if inst.single_level:
             singles.append(inst)
             continue
-        pkey = inst.patient_id or "\\".join(
-            str(inst.keys["PATIENT"].get(k, DataElement(0, "LO", "")).value or "")
-            for k in ("PatientName",))
-        patient = patients.setdefault(pkey, _Patient(pkey))
-        study = patient.studies.setdefault(inst.study_uid, _Study(inst.study_uid))
-        study.series.setdefault(inst.series_uid, _Series(inst.series_uid)).insts.append(inst)
+        pkey = _patient_key(inst)
+        pg = patients.setdefault(pkey, _Group(pkey))
+        sg = pg.children.setdefault(inst.study_uid, _Group(inst.study_uid))
+        sg.children.setdefault(inst.series_uid, _Group(inst.series_uid)).insts.append(inst)
+        for g in (pg, sg):
+            g.insts.append(inst)
 
-    alloc = FileIdAllocator()
+    alloc = FileIdAllocator(tree.used_file_ids)
     jobs: list[tuple[SourceInstance, tuple[str, ...]]] = []
-    for pkey, patient in patients.items():
-        pdir = alloc.directory(("P", pkey), ("DICOM",), "PA")
-        for suid, study in patient.studies.items():
-            sdir = alloc.directory(("S", suid), pdir, "ST")
-            for ruid, series in study.series.items():
+    for pkey, pg in patients.items():
+        pdir = alloc.directory(("P", pkey), ("DICOM",), "PA", tree.dirs.get(("P", pkey)))
+        for suid, sg in pg.children.items():
+            sdir = alloc.directory(("S", suid), pdir, "ST", tree.dirs.get(("S", suid)))
+            for ruid, rg in sg.children.items():
                 # Readers show instances in record order: sort by Instance Number.
-                series.insts.sort(key=_instance_order)
-                rdir = alloc.directory(("R", ruid), sdir, "SE")
-                for inst in series.insts:
-                    jobs.append((inst, alloc.file(rdir)))
-    for inst in singles:
-        jobs.append((inst, alloc.file(("DICOM", "OTHER"))))
+                rg.insts.sort(key=_instance_order)
+                rdir = alloc.directory(("R", ruid), sdir, "SE", tree.dirs.get(("R", ruid)))
+                jobs += [(inst, alloc.file(rdir)) for inst in rg.insts]
+    jobs += [(inst, alloc.file(("DICOM", "OTHER"))) for inst in singles]
     for folder in {comps[:-1] for _, comps in jobs}:
         out.joinpath(*folder).mkdir(parents=True, exist_ok=True)
 
@@ -377,94 +399,90 @@ def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: Media
         raise FileSetError(f"cannot write into {out}: {exc.strerror} ({exc.filename})") from exc
     failures = dict(zip([c[0] for c in converts], _map(_do_transcode, converts, workers),
                         strict=True))
-
     file_ids: dict[str, tuple[str, ...]] = {}
-    placed: set[str] = set()
     for inst, comps in jobs:
         failure = failures.get(inst.path)
         if failure:
             result.verdicts.append(Verdict(str(inst.path), "rejected", failure,
                                            sop_instance_uid=inst.sop_instance_uid))
-            continue
-        file_ids[inst.sop_instance_uid] = comps
-        placed.add(inst.sop_instance_uid)
+        else:
+            file_ids[inst.sop_instance_uid] = comps
 
-    notes: dict[str, list[str]] = {}
-    roots: list[Node] = []
-    counters = {"patient": 0}
-    for patient in patients.values():
-        p_insts = [i for st in patient.studies.values() for se in st.series.values()
-                   for i in se.insts if i.sop_instance_uid in placed]
+    def placed(insts: Iterable[SourceInstance]) -> list[SourceInstance]:
+        return [i for i in insts if i.sop_instance_uid in file_ids]
+
+    for pkey, pg in patients.items():
+        p_insts = placed(pg.insts)
         if not p_insts:
             continue
-        p_notes = notes.setdefault(patient.key, [])
         prec, _ = _merge_keys(p_insts, "PATIENT", key_spec(profile, "PATIENT"))
         prec.DirectoryRecordType = "PATIENT"
-        if not _has_value(prec.get("PatientID") and prec["PatientID"]):
-            counters["patient"] += 1
-            _invent(prec, "PatientID", f"NOID{counters['patient']:04d}", p_notes)
-        pnode = Node(prec)
-        for n_study, study in enumerate(patient.studies.values(), 1):
-            st_insts = [i for se in study.series.values() for i in se.insts
-                        if i.sop_instance_uid in placed]
+        if pkey not in tree.patients and not _has_value(
+                prec.get("PatientID", None)):
+            n = 1 + sum(1 for k in tree.patients if k.startswith("\\noid\\"))
+            _invent(prec, "PatientID", f"NOID{n:04d}", result.notes, f"patient #{n}")
+        pnode = _entity_node(tree.patients, pkey, tree.roots, prec)
+        for suid, sg in pg.children.items():
+            st_insts = placed(sg.insts)
             if not st_insts:
                 continue
             srec, missing = _merge_keys(st_insts, "STUDY", key_spec(profile, "STUDY"))
             srec.DirectoryRecordType = "STUDY"
-            srec.StudyInstanceUID = study.uid
-            for kw in missing:
-                default = {"StudyID": str(n_study), "StudyDate": dt.date.today().strftime(
-                    "%Y%m%d"), "StudyTime": "000000"}.get(kw)
-                if default is None:
-                    _reject_all(result, st_insts, placed, f"no instance of the study has {kw}")
-                    break
-                _invent(srec, kw, default, p_notes)
-            snode = Node(srec)
-            for n_series, series in enumerate(study.series.values(), 1):
-                se_insts = [i for i in series.insts if i.sop_instance_uid in placed]
+            srec.StudyInstanceUID = suid
+            if suid not in tree.studies:
+                for kw in missing:
+                    default = {"StudyID": str(len(pnode.children) + 1),
+                               "StudyDate": dt.date.today().strftime("%Y%m%d"),
+                               "StudyTime": "000000"}.get(kw)
+                    if default is None:
+                        _reject_all(result, st_insts, file_ids,
+                                    f"no instance of the study has {kw}, which "
+                                    f"{profile.id} requires")
+                        break
+                    _invent(srec, kw, default, result.notes, f"study {suid}")
+            snode = _entity_node(tree.studies, suid, pnode.children, srec)
+            for ruid, rg in sg.children.items():
+                se_insts = placed(rg.insts)
                 if not se_insts:
                     continue
                 rrec, missing = _merge_keys(se_insts, "SERIES", key_spec(profile, "SERIES"))
                 rrec.DirectoryRecordType = "SERIES"
-                for kw in missing:
-                    if kw == "SeriesNumber":
-                        _invent(rrec, kw, str(n_series), p_notes)
-                    else:
-                        _reject_all(result, se_insts, placed,
-                                    f"no instance of the series has {kw}, which "
-                                    f"{profile.id} requires")
-                        break
+                if ruid not in tree.series:
+                    for kw in missing:
+                        if kw == "SeriesNumber":
+                            _invent(rrec, kw, str(len(snode.children) + 1), result.notes,
+                                    f"series {ruid}")
+                        else:
+                            _reject_all(result, se_insts, file_ids,
+                                        f"no instance of the series has {kw}, which "
+                                        f"{profile.id} requires")
+                            break
+                se_insts = placed(se_insts)
+                if not se_insts:
+                    continue
                 if profile.icon_series != "none":
                     icons = [i.icon for i in se_insts if i.icon is not None]
                     if icons:
                         rrec.IconImageSequence = DicomSequence([icons[len(icons) // 2]])
-                rnode = Node(rrec)
-                for n_inst, inst in enumerate(se_insts, 1):
-                    if inst.sop_instance_uid in placed:
-                        rnode.children.append(_leaf(inst, file_ids[inst.sop_instance_uid],
-                                                    n_inst, profile, p_notes))
-                if rnode.children:
-                    snode.children.append(rnode)
-            if snode.children:
-                pnode.children.append(snode)
-        if pnode.children:
-            roots.append(pnode)
-    for n, inst in enumerate(singles, 1):
-        if inst.sop_instance_uid in placed:
-            roots.append(_leaf(inst, file_ids[inst.sop_instance_uid], n, profile, []))
+                rnode = _entity_node(tree.series, ruid, snode.children, rrec)
+                for inst in se_insts:
+                    rnode.children.append(_leaf(inst, file_ids[inst.sop_instance_uid],
+                                                len(rnode.children) + 1, profile))
+    tree.roots += [_leaf(inst, file_ids[inst.sop_instance_uid], 1, profile)
+                   for inst in placed(singles)]
+    # Drop records left without children (all their instances rejected).
+    tree.roots[:] = [r for r in tree.roots if _prune(r)]
 
-    # Verdicts for what is on the medium.
-    note_of = {i.sop_instance_uid: notes.get(pk, []) for pk, p in patients.items()
-               for st in p.studies.values() for se in st.series.values() for i in se.insts}
     for inst, comps in jobs:
-        if inst.sop_instance_uid not in placed:
+        if inst.sop_instance_uid not in file_ids:
             # Files of rejected entities were written already: take them off the medium.
             out.joinpath(*comps).unlink(missing_ok=True)
             continue
-        extra = "; ".join(inst.notes + note_of.get(inst.sop_instance_uid, []))
+        tree.used_file_ids.append(comps)
+        extra = "; ".join(inst.notes)
         if inst.target_transfer_syntax:
             status = "transcoded"
-            reason = (f"{UID(inst.transfer_syntax_uid).name} -> "
+            reason = (f"{ts_name(inst.transfer_syntax_uid)} -> "
                       f"{UID(inst.target_transfer_syntax).name}")
         else:
             status, reason = "placed", ""
@@ -473,30 +491,56 @@ def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: Media
         result.verdicts.append(Verdict(str(inst.path), status, reason, "\\".join(comps),
                                        inst.sop_instance_uid))
         result.bytes_written += out.joinpath(*comps).stat().st_size
-    if not roots:
+
+
+def _prune(node: Node) -> bool:
+    """Keep a record if it references a file or still has children after pruning."""
+    if "ReferencedFileID" in node.record:
+        return True
+    node.children[:] = [c for c in node.children if _prune(c)]
+    return bool(node.children)
+
+
+def finish(out: Path, tree: Tree, fileset_id: str, media_uid: str | None = None) -> None:
+    """Sync the files, then write the DICOMDIR that references them (atomically)."""
+    if not tree.roots:
         raise FileSetError("nothing to write: every input was rejected")
     # Every file must be on disk before the DICOMDIR that references it (PS3.10 7.1: the
     # DICOMDIR is the file-set's table of contents; a crash must not leave it pointing at
     # missing data). One sync for the whole tree is far cheaper than one fsync per file.
     os.sync()
-    write_dicomdir(out / "DICOMDIR", roots, fsid)
+    write_dicomdir(out / "DICOMDIR", tree.roots, fileset_id, media_sop_instance_uid=media_uid)
+
+
+def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: MediaProfile, *,
+                  fileset_id: str | None = None, link: str = "copy",
+                  workers: int | None = None) -> FileSetResult:
+    """Place the instances under out/DICOM/ and write out/DICOMDIR (last, atomically)."""
+    fsid = check_fileset_id(fileset_id) if fileset_id else default_fileset_id()
+    result = FileSetResult(root=out, fileset_id=fsid, profile=profile.id)
+    if not instances:
+        raise FileSetError("nothing to write: no input file was accepted")
+    _prepare_out(out)
+    tree = Tree()
+    write_instances(tree, instances, out, profile, result, link=link, workers=workers)
+    finish(out, tree, fsid)
     (out / PARTIAL_MARKER).unlink(missing_ok=True)
     log.info("file-set %s written to %s: %d instances", fsid, out,
              result.count("placed") + result.count("transcoded"))
     return result
 
 
-def _reject_all(result: FileSetResult, insts: Iterable[SourceInstance], placed: set[str],
-                reason: str) -> None:
+def _reject_all(result: FileSetResult, insts: Iterable[SourceInstance],
+                file_ids: dict[str, tuple[str, ...]], reason: str) -> None:
     for inst in insts:
-        if inst.sop_instance_uid in placed:
-            placed.discard(inst.sop_instance_uid)
+        if inst.sop_instance_uid in file_ids:
+            del file_ids[inst.sop_instance_uid]
             result.verdicts.append(Verdict(str(inst.path), "rejected", reason,
                                            sop_instance_uid=inst.sop_instance_uid))
 
 
-def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: MediaProfile,
-          notes: list[str]) -> Node:
+def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: MediaProfile
+          ) -> Node:
     rec = Dataset()
     for elem in inst.keys["LEAF"].values():
         rec.add(elem)
@@ -510,7 +554,7 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
     if inst.record_type == "PRIVATE":
         rec.PrivateRecordUID = inst.sop_class_uid
     if "InstanceNumber" in [k for k, _ in key_spec(profile, inst.record_type)] and (
-            not _has_value(rec.get("InstanceNumber") and rec["InstanceNumber"])):
+            not _has_value(rec.get("InstanceNumber", None))):
         rec.InstanceNumber = number
         inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
     rec.ReferencedFileID = list(comps)

@@ -18,6 +18,7 @@ old or the new DICOMDIR, never a broken one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from mediasvc import __version__
 from mediasvc.fileset.records import MEDIA_STORAGE_DIRECTORY
@@ -86,9 +87,9 @@ def encode_dicomdir(roots: list[Node], fileset_id: str, *,
     """The bytes of a DICOMDIR holding ``roots`` (and everything below them)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MEDIA_STORAGE_DIRECTORY
-    meta.MediaStorageSOPInstanceUID = media_sop_instance_uid or generate_uid()
+    meta.MediaStorageSOPInstanceUID = UID(media_sop_instance_uid or generate_uid())
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     head = DicomBytesIO()
     head.write(b"\x00" * 128 + b"DICM")
@@ -144,10 +145,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
 
 def render_gray8(ds: Dataset, frame: int = 0) -> np.ndarray:
@@ -24,7 +24,7 @@ def render_gray8(ds: Dataset, frame: int = 0) -> np.ndarray:
     if samples > 1:
         photometric = str(ds.get("PhotometricInterpretation", "RGB"))
         if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+            from pydicom.pixels.processing import convert_color_space
 
             arr = convert_color_space(arr, photometric, "RGB")
         rgb = arr.astype(np.float64)

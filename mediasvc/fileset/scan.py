@@ -10,15 +10,17 @@ user understands.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.dataelem import DataElement
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from mediasvc.fileset.records import (
@@ -32,7 +34,8 @@ from mediasvc.profiles import MediaProfile
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 # Uncompressed encodings that only need re-encoding, not pixel decoding (PS3.5 10.1, A.2-A.5).
-REENCODABLE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+NO_META = "(no file meta)"  # stands for the transfer syntax of a bare data set
+REENCODABLE = {NO_META, "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
                EXPLICIT_LE}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
 UPPER_LEVELS = ("PATIENT", "STUDY", "SERIES")
@@ -107,11 +110,11 @@ def _truncation(ds: Dataset, path: Path, size: int) -> str | None:
     for elem in ds._dict.values():
         tell = getattr(elem, "value_tell", None)
         length = getattr(elem, "length", 0)
-        if getattr(elem, "value", 1) is None and tell is not None and length != 0xFFFFFFFF:
-            if tell + length > size:
+        if (getattr(elem, "value", 1) is None and tell is not None and length != 0xFFFFFFFF
+                and tell + length > size):
                 name = keyword_for_tag(elem.tag) or str(elem.tag)
                 return (f"truncated: {name} needs {tell + length} bytes, the file has {size}")
-    pixel = ds._dict.get(0x7FE00010)
+    pixel = ds._dict.get(Tag(0x7FE00010))
     if pixel is not None and getattr(pixel, "length", 0) == 0xFFFFFFFF:
         with path.open("rb") as fh:
             fh.seek(max(0, size - 256))
@@ -132,11 +135,13 @@ def target_syntax(ts: str, profile: MediaProfile, compress_to: str | None) -> tu
         # Re-encoding (implicit VR, big endian, deflate) or decompression to the profile's
         # uncompressed syntax (PS3.11: the FSC may convert to a syntax the profile allows).
         return profile.default_transfer_syntax, None
-    return None, (f"transfer syntax {_ts_name(ts)} is not allowed by {profile.id} "
+    return None, (f"transfer syntax {ts_name(ts)} is not allowed by {profile.id} "
                   "and cannot be converted to one it allows")
 
 
-def _ts_name(uid: str) -> str:
+def ts_name(uid: str) -> str:
+    if uid == NO_META:
+        return "a data set without file meta"
     name = UID(uid).name
     return f"{name} ({uid})" if name and name != uid else uid
 
@@ -146,9 +151,15 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     """Read one source file's header and judge it against the profile."""
     try:
         size = path.stat().st_size
-        ds = dcmread(path, defer_size=_DEFER)
-    except InvalidDicomError:
-        return Rejection(path, "not a DICOM file (no DICM preamble)")
+        try:
+            ds = dcmread(path, defer_size=_DEFER)
+        except InvalidDicomError:
+            # No preamble and file meta (PS3.10 7.1): a bare data set as some PACS export it.
+            # Accepted only when it parses into a composite instance; it is then written
+            # with a proper file meta (a transcode), since media files must be Part 10.
+            ds = dcmread(path, defer_size=_DEFER, force=True)
+            if not (_text(ds, "SOPClassUID") and _text(ds, "SOPInstanceUID")):
+                return Rejection(path, "not a DICOM file (no DICM preamble, no SOP UIDs)")
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError,
             NotImplementedError) as exc:
         return Rejection(path, f"not readable as DICOM: {exc}")
@@ -163,9 +174,7 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
                       ("Modality", "Modality (0008,0060)")):
         if not _text(ds, kw):
             return Rejection(path, f"missing type 1 attribute {label}")
-    ts = str(meta.get("TransferSyntaxUID", ""))
-    if not ts:
-        return Rejection(path, "no Transfer Syntax UID (0002,0010) in the file meta")
+    ts = str(meta.get("TransferSyntaxUID", "")) or NO_META
     try:
         trunc = _truncation(ds, path, size)
     except OSError as exc:
@@ -173,7 +182,7 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     if trunc:
         return Rejection(path, trunc)
     if not profile.allows_sop_class(sop_class):
-        return Rejection(path, f"SOP class {_ts_name(sop_class)} is not allowed by {profile.id}")
+        return Rejection(path, f"SOP class {ts_name(sop_class)} is not allowed by {profile.id}")
     has_pixels = any(t in ds._dict for t in PIXEL_TAGS)
     target, reason = target_syntax(ts, profile, compress_to if has_pixels else None)
     if reason:
@@ -212,6 +221,36 @@ def _wants_icon(profile: MediaProfile, rtype: str) -> bool:
                                  or profile.icon_series == "required")
 
 
+_CHARSET_TYPO = re.compile(r"^ISO[-_ ]IR[-_ ]?(\d+)$")
+
+
+def _fixed_charset(elem: DataElement) -> DataElement:
+    """Specific Character Set with the common typos of defined terms corrected ('ISO-IR 100'
+    -> 'ISO_IR 100', PS3.3 C.12.1.1.2): pydicom decodes them so, and a DICOMDIR must carry
+    valid CS values for validators (dciodvfy) to accept it."""
+    values = [elem.value] if isinstance(elem.value, str) else list(elem.value)
+    fixed = []
+    for v in values:
+        m = _CHARSET_TYPO.match(str(v).strip())
+        fixed.append(f"ISO_IR {m.group(1)}" if m and not str(v).startswith("ISO 2022") else v)
+    if fixed == values:
+        return elem
+    return DataElement(elem.tag, "CS", fixed if len(fixed) > 1 else fixed[0])
+
+
+def _normalised(elem: DataElement | None) -> DataElement | None:
+    """DA and TM in the ACR-NEMA forms that old files still carry ("1994.06.13",
+    "15:32:26") rewritten in the DICOM form (PS3.5 6.2, Table 6.2-1 notes) for the record:
+    validators reject the old forms in a DICOMDIR. The instance itself is not changed."""
+    if elem is None or elem.VR not in ("DA", "TM") or not isinstance(elem.value, str):
+        return elem
+    value = elem.value
+    fixed = value.replace(".", "") if elem.VR == "DA" else value.replace(":", "")
+    if fixed == value:
+        return elem
+    return DataElement(elem.tag, elem.VR, fixed)
+
+
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
     """(keyword, type) of every directory key of a record type: baseline + profile."""
     wanted: list[tuple[str, str]] = list(BASELINE_KEYS.get(record_type, ()))
@@ -232,9 +271,9 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
         wanted = key_spec(profile, rtype)
         found: dict[str, DataElement] = {}
         if charset is not None and _has_value(charset):
-            found["SpecificCharacterSet"] = charset
+            found["SpecificCharacterSet"] = _fixed_charset(charset)
         for keyword, ktype in wanted:
-            elem = _element(ds, keyword)
+            elem = _normalised(_element(ds, keyword))
             if _has_value(elem):
                 assert elem is not None
                 found[keyword] = elem

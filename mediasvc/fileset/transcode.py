@@ -17,9 +17,14 @@ from pathlib import Path
 
 import numpy as np
 from pydicom import dcmread, dcmwrite
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
@@ -37,7 +42,9 @@ class TranscodeError(Exception):
 
 def transcode(src: Path, dst: Path, target: str) -> None:
     """Write ``src`` re-encoded in ``target`` to ``dst`` (fsynced)."""
-    ds = dcmread(src)
+    ds = dcmread(src, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        _add_file_meta(ds)
     ts = UID(str(ds.file_meta.TransferSyntaxUID))
     try:
         if ts.is_compressed:
@@ -62,6 +69,17 @@ def transcode(src: Path, dst: Path, target: str) -> None:
         dcmwrite(fh, ds, enforce_file_format=True)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _add_file_meta(ds: Dataset) -> None:
+    """File meta for a bare data set (PS3.10 7.1), in the encoding pydicom found it in."""
+    implicit, little = ds.original_encoding
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit and little
+                              else ExplicitVRBigEndian if not little else ExplicitVRLittleEndian)
+    ds.file_meta = meta
 
 
 def _big_to_little(ds: Dataset) -> None:
@@ -103,5 +121,5 @@ def _jpeg_baseline(ds: Dataset) -> None:
     if color:
         ds.PhotometricInterpretation = "YBR_FULL_422"  # PS3.5 8.2.1
         ds.PlanarConfiguration = 0
-    ds.file_meta.TransferSyntaxUID = JPEG_BASELINE
+    ds.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
     _mark_lossy(ds, "ISO_10918_1", 10.0)
