@@ -260,6 +260,11 @@ def _do_transcode(job: tuple[Path, Path, str]) -> str | None:
     return None
 
 
+def _key_has_value(ds: Dataset, keyword: str) -> bool:
+    tag = tag_for_keyword(keyword)
+    return tag is not None and tag in ds and _has_value(ds[tag])
+
+
 def _has_value(elem: DataElement | None) -> bool:
     return elem is not None and elem.VM > 0 and elem.value not in ("", None, b"")
 
@@ -417,8 +422,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
             continue
         prec, _ = _merge_keys(p_insts, "PATIENT", key_spec(profile, "PATIENT"))
         prec.DirectoryRecordType = "PATIENT"
-        if pkey not in tree.patients and not _has_value(
-                prec.get("PatientID", None)):
+        if pkey not in tree.patients and not _key_has_value(prec, "PatientID"):
             n = 1 + sum(1 for k in tree.patients if k.startswith("\\noid\\"))
             _invent(prec, "PatientID", f"NOID{n:04d}", result.notes, f"patient #{n}")
         pnode = _entity_node(tree.patients, pkey, tree.roots, prec)
@@ -554,7 +558,7 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
     if inst.record_type == "PRIVATE":
         rec.PrivateRecordUID = inst.sop_class_uid
     if "InstanceNumber" in [k for k, _ in key_spec(profile, inst.record_type)] and (
-            not _has_value(rec.get("InstanceNumber", None))):
+            not _key_has_value(rec, "InstanceNumber")):
         rec.InstanceNumber = number
         inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
     rec.ReferencedFileID = list(comps)
