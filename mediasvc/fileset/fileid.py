@@ -49,14 +49,14 @@ def conformance_problem(components: Sequence[str]) -> str | None:
         return f"{len(components)} components (at most {MAX_COMPONENTS})"
     for comp in components:
         if not _COMPONENT_RE.fullmatch(comp):
-            return (f"component {comp!r} is not 1-{MAX_LENGTH} characters of A-Z, 0-9 and _")
+            return (f"component '{comp}' is not 1-{MAX_LENGTH} characters of A-Z, 0-9 and _")
     return None
 
 
 def _unsafe_reason(components: Sequence[str]) -> str | None:
     for comp in components:
         if comp in ("..", ".") or comp.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", comp):
-            return f"component {comp!r} would leave the media root"
+            return f"component '{comp}' would leave the media root"
         if "\x00" in comp:
             return "NUL character in File ID"
     return None
@@ -83,7 +83,7 @@ def resolve_file_id(root: Path, components: Sequence[str],
     """
     reason = _unsafe_reason(components)
     if reason:
-        raise UnsafePathError(f"Referenced File ID {_show(components)!r}: {reason}")
+        raise UnsafePathError(f"Referenced File ID '{_show(components)}': {reason}")
     if not components:
         raise FileNotFoundError("empty File ID")
     real_root = os.path.realpath(root)
@@ -93,7 +93,7 @@ def resolve_file_id(root: Path, components: Sequence[str],
         real = os.path.realpath(current)
         if not _within(real, real_root):
             raise UnsafePathError(
-                f"Referenced File ID {_show(components)!r} resolves outside the media root "
+                f"Referenced File ID '{_show(components)}' resolves outside the media root "
                 "(symlink); not opened")
     return current
 
