@@ -365,6 +365,17 @@ class JobQueue:
                 _event(db, job_id, now, State.FAILED, error)
             return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
 
+    def cancelled(self, job_id: int, owner: str, message: str = "cancelled while running"
+                  ) -> Job:
+        """The worker of a running job stopped it because ``cancel()`` was requested."""
+        now = time.time()
+        with self._tx() as db:
+            self._owned(db, job_id, owner)
+            db.execute("UPDATE jobs SET state='cancelled', error=?, owner=NULL, finished=?,"
+                       " updated=? WHERE id=?", (message, now, now, job_id))
+            _event(db, job_id, now, State.CANCELLED, message)
+            return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
+
     def release(self, job_id: int, owner: str, message: str = "released") -> Job:
         """Give a running job back to the queue untouched (e.g. on an orderly shutdown)."""
         now = time.time()

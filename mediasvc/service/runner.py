@@ -1,0 +1,95 @@
+"""One job run in its own process: ``python -m mediasvc.service.runner --job N --owner TOKEN``.
+
+The daemon starts it for every claimed job (see workers.py for why a process). It validates
+the job's input, runs the handler, and writes its outcome to spool/<uid>/result-<attempt>.json
+(temp + rename); the daemon reads that file when the process ends and updates the queue.
+Steps are recorded in the queue by this process, under the daemon's owner token.
+It dies with the daemon (PR_SET_PDEATHSIG), so a killed service never leaves a run behind
+that would race with the redo after restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from mediasvc.errors import MediasvcError
+from mediasvc.jobqueue import JobQueue
+from mediasvc.log import setup_logging
+from mediasvc.service.config import load_service_config
+from mediasvc.service.reports import write_atomic
+from mediasvc.service.spool import inspect_input
+from mediasvc.service.workers import HANDLERS, Interrupted, JobContext
+
+log = logging.getLogger("mediasvc.runner")
+
+
+def result_path(entry: Path, attempt: int) -> Path:
+    return entry / f"result-{attempt}.json"
+
+
+def run(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mediasvc.service.runner")
+    ap.add_argument("--job", type=int, required=True)
+    ap.add_argument("--owner", required=True)
+    ap.add_argument("--config", type=Path)
+    ap.add_argument("--root", type=Path)
+    ap.add_argument("--parent", type=int)
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    args = ap.parse_args(argv)
+    if args.parent:
+        die_with_parent(args.parent)
+    setup_logging(args.verbose)
+    cfg = load_service_config(args.config, args.root)
+    q = JobQueue(cfg.db)
+    job = q.get(args.job)
+    entry = cfg.spool / job.uid
+    outcome: dict[str, Any]
+    try:
+        if "reject" in job.payload:
+            raise MediasvcError(str(job.payload["reject"]))
+        inp = inspect_input(cfg, job, entry)
+        ctx = JobContext(cfg, q, job, args.owner, entry, inp, dict(job.steps))
+        result = HANDLERS[job.kind](ctx)
+        outcome = {"ok": True, "result": result}
+    except Interrupted as exc:
+        outcome = {"ok": False, "error": str(exc), "transient": False}
+    except MediasvcError as exc:
+        outcome = {"ok": False, "error": str(exc),
+                   "transient": bool(getattr(exc, "transient", False)),
+                   "type": type(exc).__name__}
+    except Exception as exc:  # a bug must fail the job with a reason, not hang it
+        log.error("job %d: internal error: %s", job.id, exc)
+        traceback.print_exc()
+        outcome = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}",
+                   "transient": False}
+    write_atomic(result_path(entry, job.attempts), json.dumps(outcome).encode())
+    return 0
+
+
+def die_with_parent(parent: int) -> None:
+    """In a runner: get SIGKILL when the daemon dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError) as exc:
+        if getattr(exc, "errno", None) != errno.EINVAL:
+            log.debug("PR_SET_PDEATHSIG unavailable: %s", exc)
+    if os.getppid() != parent:  # the daemon died before prctl took effect
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,250 @@
+"""Job handlers: one per job kind, each calling one function of the package that does the work.
+
+They run inside a runner process (service/runner.py), one per job run, never in the daemon:
+a crash, a hang or a memory blow-up in a decoder costs one job run, not the service; a
+cancelled or timed-out job is stopped by killing its process group; the daemon itself stays
+small (it never imports pydicom or pynetdicom).
+
+Idempotence (the queue redoes a job whose process died): every step writes under a temp name
+and renames when complete, then records the step in the queue (``ctx.step``). A redo skips the
+recorded steps and throws away the leftovers of an unrecorded one. Steps whose effect a user
+would see twice are guarded:
+- export: the file-set and the ISO image are files in the spool (temp + rename), redone
+  freely. A burn to a drive or a publisher is recorded as started before it starts; a redo that
+  finds it started but not finished does not burn a second disc: it fails the job, asking the
+  operator to check the drive or publisher (`mediasvc jobs retry` burns again on purpose).
+- print: the same rule for the films: a print interrupted after it started is not sent again
+  automatically (it may have printed); the job fails with that reason and can be retried.
+- import: the store deduplicates by SOP Instance UID and is crash-consistent (store/index.py),
+  so a redo adds no row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mediasvc.errors import InputError, MediasvcError, RejectedFile
+from mediasvc.jobqueue import Job, JobQueue
+from mediasvc.service.config import ServiceConfig
+from mediasvc.service.reports import fsync_dir
+from mediasvc.service.spool import JobInput
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(MediasvcError):
+    """A step with a visible effect was interrupted; redoing it might duplicate that effect."""
+
+
+@dataclass
+class JobContext:
+    cfg: ServiceConfig
+    queue: JobQueue
+    job: Job
+    owner: str
+    entry: Path                  # spool/<uid>
+    inp: JobInput
+    steps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        p = self.entry / "work"
+        p.mkdir(exist_ok=True)
+        return p
+
+    @property
+    def out(self) -> Path:
+        p = self.entry / "out"
+        p.mkdir(exist_ok=True)
+        return p
+
+    def step(self, name: str, value: Any = True) -> None:
+        """Record a finished step: the safe point a redo starts from."""
+        self.queue.record_step(self.job.id, self.owner, name, value)
+        self.steps[name] = value
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.inp.options.get(key, default)
+
+
+def _fresh(path: Path) -> Path:
+    """An empty temp folder (leftovers of an interrupted run are thrown away)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+# -- export: study -> file-set (PDI staging tree) -> ISO image / staging tree / burner --------
+
+def run_export(ctx: JobContext) -> dict[str, Any]:
+    profile_id = ctx.job.payload["group"]
+    target = ctx.option("target", ctx.cfg.export_target)
+    staging = ctx.work / "staging"
+    result: dict[str, Any] = {"profile": profile_id, "target": target}
+    summary: list[str] = []
+    if "fileset" not in ctx.steps:
+        tmp = _fresh(ctx.work / "staging.tmp")
+        fs = _export_fileset(ctx, profile_id, tmp)
+        if staging.exists():
+            shutil.rmtree(staging)
+        _publish(tmp, staging)
+        ctx.step("fileset", fs)
+    fs = ctx.steps["fileset"]
+    result["fileset"] = fs
+    summary.append(f"file-set {fs.get('fileset_id', '')}: {fs.get('placed', 0)} placed, "
+                   f"{fs.get('transcoded', 0)} transcoded, {fs.get('duplicate', 0)} duplicate "
+                   f"({fs.get('volumes', 1)} volume(s), profile {profile_id})")
+
+    if target == "staging":
+        if "output" not in ctx.steps:
+            _publish(staging, ctx.out / "media")
+            ctx.step("output", ["media"])
+        result["outputs"] = ctx.steps["output"]
+        summary.append("staging tree: media/")
+    elif target == "iso":
+        if "output" not in ctx.steps:
+            names = _burn_iso(ctx, staging)
+            ctx.step("output", names)
+        result["outputs"] = ctx.steps["output"]
+        summary += [f"ISO image: {n}" for n in ctx.steps["output"]]
+    else:
+        burner = ctx.cfg.burners[target]
+        if "burned" not in ctx.steps:
+            if "burn_started" in ctx.steps:
+                raise Interrupted(
+                    f"the burn to {burner.target} was interrupted (the service stopped while "
+                    "it ran): check the drive or publisher for a partly written disc; "
+                    "`mediasvc jobs retry` burns again")
+            ctx.step("burn_started")
+            ctx.step("burned", _burn_to(ctx, staging, burner.target,
+                                        ctx.option("copies", burner.copies),
+                                        ctx.option("verify", burner.verify)))
+        result["burn"] = ctx.steps["burned"]
+        summary.append(f"burned to {burner.target}")
+    result["summary"] = summary
+    result["problems"] = ctx.inp.notes + fs.get("notes", [])
+    return result
+
+
+def _export_fileset(ctx: JobContext, profile_id: str, out: Path) -> dict[str, Any]:
+    """Scan + write the file-set (the FSC of fileset/creator.py); refuse rejected inputs."""
+    from mediasvc.fileset.creator import create_fileset
+    from mediasvc.profiles import media_profile
+
+    profile = media_profile(profile_id)
+    res = create_fileset(ctx.inp.files, out, profile, fileset_id=ctx.option("fileset_id"),
+                         link=ctx.cfg.export_link)
+    rejected = [f"{_rel(ctx, v.path)}: {v.reason}" for v in res.rejected]
+    if rejected and (ctx.cfg.on_reject == "fail" or len(rejected) == len(res.verdicts)):
+        shown = "; ".join(rejected[:5]) + (f"; and {len(rejected) - 5} more"
+                                            if len(rejected) > 5 else "")
+        raise RejectedFile(ctx.job.payload["origin"],
+                           f"{len(rejected)} of {len(res.verdicts)} files rejected for "
+                           f"{profile_id}: {shown}")
+    counts = {s: res.count(s) for s in ("placed", "transcoded", "duplicate", "rejected")}
+    return {"fileset_id": res.fileset_id, **counts, "bytes": res.bytes_written,
+            "volumes": 1, "notes": rejected,
+            "transcoded_files": [f"{_rel(ctx, v.path)}: {v.reason}" for v in res.verdicts
+                                 if v.status == "transcoded"]}
+
+
+def _burn_iso(ctx: JobContext, staging: Path) -> list[str]:
+    """ISO image(s) into out/ under their final names; make_iso writes NAME.part first."""
+    from mediasvc.media.burners import parse_target
+    from mediasvc.media.burning import burn
+
+    label = _safe_name(ctx.option("label") or ctx.job.name)
+    backend = parse_target(f"iso:{ctx.out / (label + '.iso')}")
+    report = burn(staging, backend, verify=True)
+    names = []
+    for copy in report.copies:
+        names.append(Path(copy.target.split(":", 1)[1]).name)
+    return names
+
+
+def _burn_to(ctx: JobContext, staging: Path, target: str, copies: int,
+             verify: bool) -> dict[str, Any]:
+    from mediasvc.media.burners import parse_target
+    from mediasvc.media.burning import burn
+
+    report = burn(staging, parse_target(target), copies=copies, verify=verify)
+    return report.as_dict()
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+    return keep[:64] or "media"
+
+
+def _rel(ctx: JobContext, path: str) -> str:
+    try:
+        return str(Path(path).relative_to(ctx.entry / "input"))
+    except ValueError:
+        return path
+
+
+# -- import: ISO image or folder -> store ------------------------------------------------------
+
+def run_import(ctx: JobContext) -> dict[str, Any]:
+    from mediasvc.store.importer import import_media
+    from mediasvc.store.index import Store
+
+    meta = ctx.job.payload
+    media = ctx.entry / "input" / meta["name"] if meta.get("is_file") else ctx.entry / "input"
+    with Store.open(ctx.cfg.store) as store:
+        report = import_media(store, media, label=ctx.option("label") or meta["name"])
+    d = report.to_dict()
+    counts = d["counts"]
+    d.pop("instances", None)
+    d["summary"] = [f"import ({report.method}): " + ", ".join(f"{n} {s}" for s, n in
+                                                              counts.items() if n)]
+    not_read = [f"{o.source}: {o.status} {o.reason}".strip() for o in report.outcomes
+                if o.status not in ("imported", "duplicate")]
+    d["problems"] = ctx.inp.notes + report.problems + not_read
+    if not report.complete:
+        raise InputError(meta["origin"], "incomplete import: "
+                         + "; ".join(not_read[:5]) + (" ..." if len(not_read) > 5 else ""))
+    if counts.get("imported", 0) + counts.get("duplicate", 0) + counts.get("conflict", 0) == 0:
+        raise InputError(meta["origin"], "no DICOM instance could be imported: "
+                         + "; ".join((report.problems + not_read)[:5]))
+    return d
+
+
+# -- print: images -> films on a Print SCP -----------------------------------------------------
+
+def run_print(ctx: JobContext) -> dict[str, Any]:
+    printer = ctx.job.payload["group"]
+    if "printed" not in ctx.steps:
+        if "print_started" in ctx.steps:
+            raise Interrupted(f"printing to {printer} was interrupted after it started: the "
+                              "films may have printed; check the printer, then "
+                              "`mediasvc jobs retry` prints again")
+        result = _print(ctx, printer, lambda: ctx.step("print_started"))
+        ctx.step("printed", result)
+    result = dict(ctx.steps["printed"])
+    result.setdefault("summary", [f"printed on {printer}"])
+    result["problems"] = ctx.inp.notes + list(result.get("problems", []))
+    return result
+
+
+def _print(ctx: JobContext, printer: str, started: Callable[[], None]) -> dict[str, Any]:
+    raise MediasvcError("printing is not available in this build")
+
+
+HANDLERS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
+    "export": run_export,
+    "import": run_import,
+    "print": run_print,
+}
