@@ -13,6 +13,7 @@ computed from the store are the report's job (mds_report.py).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 from collections.abc import Iterator
@@ -150,10 +151,10 @@ def iso_date(value: Any) -> str | None:
     m = _DA_RE.match(str(value).strip().replace("-", "").replace(".", ""))
     if not m:
         return None
-    y, mo, d = (int(x) for x in m.groups())
-    if not (1 <= mo <= 12 and 1 <= d <= 31):
+    try:
+        return datetime.date(*(int(x) for x in m.groups())).isoformat()
+    except ValueError:  # 30 February, month 13, year 0: not a date
         return None
-    return f"{y:04d}-{mo:02d}-{d:02d}"
 
 
 def iso_time(value: Any) -> str | None:
