@@ -11,13 +11,13 @@ from typing import Any
 
 import pydicom
 import pytest
+from conftest import TESTDATA, make_corpus
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from conftest import TESTDATA, make_corpus
 from mediasvc.store.mds import extract_instance, iso_datetime, iso_time
 from mediasvc.store.mds_def import MdsDefinition, load_definition
 
