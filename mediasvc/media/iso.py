@@ -35,8 +35,8 @@ from mediasvc.media.spanning import BLOCK, blocks
 XORRISO = "xorriso"
 # Higher weight = lower block address (xorriso -find -exec sort_weight).
 ROOT_ORDER = (("DICOMDIR", 300), ("README.TXT", 200), ("INDEX.HTM", 100))
-_LEVEL1_FILE = re.compile(r"[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?")
-_LEVEL1_DIR = re.compile(r"[A-Z0-9_]{1,8}")
+LEVEL1_FILE = re.compile(r"[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?")
+LEVEL1_DIR = re.compile(r"[A-Z0-9_]{1,8}")
 MAX_DEPTH = 8  # ECMA-119 6.8.2.1: at most 8 levels of directories including the root
 # System area (16 blocks) + volume descriptors + path tables: a small fixed part of each image.
 IMAGE_OVERHEAD = 64 * BLOCK
@@ -76,13 +76,13 @@ def level1_problems(root: Path) -> list[str]:
         rel = Path(dirpath).relative_to(root)
         depth = len(rel.parts) + 1
         for d in dirnames:
-            if not _LEVEL1_DIR.fullmatch(d):
+            if not LEVEL1_DIR.fullmatch(d):
                 problems.append(f"{rel / d}/: directory name is not ISO 9660 level 1 (8 chars "
                                 "A-Z 0-9 _)")
             elif depth + 1 > MAX_DEPTH:
                 problems.append(f"{rel / d}/: deeper than {MAX_DEPTH} directory levels")
         for f in filenames:
-            if not _LEVEL1_FILE.fullmatch(f):
+            if not LEVEL1_FILE.fullmatch(f):
                 problems.append(f"{rel / f}: file name is not ISO 9660 level 1 (8.3, A-Z 0-9 _)")
     return problems
 
