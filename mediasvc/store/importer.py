@@ -82,8 +82,9 @@ class ImportReport:
 
     @property
     def clean(self) -> bool:
-        return self.complete and not any(o.status in (REJECTED, CONFLICT)
-                                         for o in self.outcomes)
+        """Complete, nothing rejected or in conflict, and the medium held something at all."""
+        return bool(self.outcomes) and self.complete and not any(
+            o.status in (REJECTED, CONFLICT) for o in self.outcomes)
 
     def instance_ids(self) -> list[int]:
         """Store rows of every instance the medium holds (imported, conflict, duplicate)."""

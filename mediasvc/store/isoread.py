@@ -34,6 +34,17 @@ def is_image(path: Path) -> bool:
     return stat.S_ISREG(mode) or stat.S_ISBLK(mode)
 
 
+def has_iso9660(image: Path) -> bool:
+    """ECMA-119 8.1: the volume descriptor set starts at sector 16 (byte 32768); every
+    descriptor carries the Standard Identifier "CD001" at its bytes 1-5."""
+    try:
+        with open(image, "rb") as fh:
+            fh.seek(32768 + 1)
+            return fh.read(5) == b"CD001"
+    except OSError:
+        return False
+
+
 @dataclass
 class Extracted:
     root: Path
@@ -60,6 +71,9 @@ def extracted(image: Path, workdir: Path) -> Iterator[Extracted]:
     if shutil.which(XORRISO) is None:
         raise InputError(image, "xorriso is needed to read an ISO image or a drive; "
                          "install the xorriso package")
+    if not has_iso9660(image):
+        raise InputError(image, "no ISO 9660 file system here (a blank disc, or not an ISO "
+                         "image): give a folder, an ISO image or a drive with a disc")
     vol = volume_id(image)
     dest = Path(tempfile.mkdtemp(prefix="iso-", dir=workdir))
     try:
