@@ -261,10 +261,9 @@ def run_add(args: argparse.Namespace) -> int:
 
         profile = media_profile(args.profile)
     report = _updater().add_files(args.media, list(args.files), profile)
-    if args.json:
-        print(json.dumps(_jsonable(report), indent=1, ensure_ascii=False, default=str))
-    else:
-        print(report)
+    from mediasvc.cli.export import print_report
+
+    print_report(report, as_json=args.json)
     rejected = getattr(report, "rejected", None)
     if rejected is None:
         verdicts = getattr(report, "verdicts", None) or []

@@ -423,7 +423,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
         prec, _ = _merge_keys(p_insts, "PATIENT", key_spec(profile, "PATIENT"))
         prec.DirectoryRecordType = "PATIENT"
         if pkey not in tree.patients and not _key_has_value(prec, "PatientID"):
-            n = 1 + sum(1 for k in tree.patients if k.startswith("\\noid\\"))
+            n = 1 + sum(1 for k in tree.patients if k.startswith(("\\noid\\", "NOID")))
             _invent(prec, "PatientID", f"NOID{n:04d}", result.notes, f"patient #{n}")
         pnode = _entity_node(tree.patients, pkey, tree.roots, prec)
         for suid, sg in pg.children.items():
