@@ -188,11 +188,9 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     if reason:
         return Rejection(path, reason)
     for rule in profile.rules:
-        if rule.applies(sop_class, has_pixels):
-            value = _text(ds, rule.keyword)
-            if value not in rule.values:
-                return Rejection(path, f"{rule.keyword} {value or '(absent)'!r} is not allowed "
-                                       f"by {profile.id} (allowed: {', '.join(rule.values)})")
+        problem = rule.violation(ds, sop_class, has_pixels, target or ts)
+        if problem:
+            return Rejection(path, f"{problem} ({profile.id})")
     rtype = SINGLE_LEVEL_RECORD_TYPES.get(sop_class) or record_type_for(sop_class, has_pixels)
     inst = SourceInstance(
         path=path, size=size, sop_class_uid=sop_class,
@@ -208,7 +206,7 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
         from mediasvc.fileset.icons import make_icon  # pixel decoding only when needed
 
         try:
-            inst.icon = make_icon(dcmread(path), profile.icon_size)
+            inst.icon = make_icon(dcmread(path, force=True), profile.icon_size)
         except Exception as exc:  # any decoder failure: the icon is what is lost, say so
             if profile.icon_image == "required":
                 return Rejection(path, f"cannot render the icon image {profile.id} requires: "
