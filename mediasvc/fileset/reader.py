@@ -66,7 +66,7 @@ _FILE_ID = Tag(0x0004, 0x1500)
 
 # Levels for rebuilding the tree from the record order (PS3.3 F.4, Table F.4-1): which record
 # types may sit under which. Types not named here are leaves under a SERIES (level 4); PRIVATE
-# records may appear at any level and are placed under the record before them.
+# records may appear at any level (see _link_by_levels).
 _LEVELS: dict[str, int] = {
     "PATIENT": 1, "HANGING PROTOCOL": 1, "PALETTE": 1, "IMPLANT": 1, "IMPLANT GROUP": 1,
     "IMPLANT ASSY": 1, "TOPIC": 1,
@@ -217,7 +217,7 @@ def _fallback(root: Path, dicomdir: Path | None, why: str, scan: bool) -> FileSe
     if not scan:
         raise FileSetError(f"{dicomdir or root}: DICOMDIR unusable: {why}")
     log.warning("%s: DICOMDIR unusable (%s); scanning the media", root, why)
-    listing = scan_media(root)
+    listing = scan_media(root, skip=dicomdir)
     listing.method = f"scan (DICOMDIR unusable: {why})"
     listing.dicomdir = dicomdir
     return listing
@@ -231,6 +231,8 @@ def _read_directory_file(path: Path) -> Dataset:
         raise _DirectoryFileError(path, f"cannot read ({exc.strerror})") from exc
     if not stat.S_ISREG(st.st_mode):
         raise _DirectoryFileError(path, "not a regular file")
+    if st.st_size == 0:
+        raise _DirectoryFileError(path, "empty file")
     try:
         # force: DICOMDIRs in the wild lack the preamble or the Media Storage SOP Class UID;
         # whether it is a directory is decided by the Directory Record Sequence below.
@@ -414,9 +416,18 @@ def _link_by_levels(records: list[DirRecord]) -> list[DirRecord]:
     stack: list[tuple[int, DirRecord]] = []
     for rec in records:
         if rec.record_type == "PRIVATE":
-            level = stack[-1][0] + 1 if stack else 1
+            # No level of its own: under a container record just before it, else a sibling
+            # of the record before it (a private leaf among the images of a series).
+            if not stack:
+                level = 1
+            elif stack[-1][1].record_type == "PRIVATE" or stack[-1][0] >= _LEAF_LEVEL:
+                level = stack[-1][0]
+            else:
+                level = stack[-1][0] + 1
         else:
             level = _LEVELS.get(rec.record_type, _LEAF_LEVEL)
+            while stack and stack[-1][1].record_type == "PRIVATE":
+                stack.pop()  # a PRIVATE record is never the parent of a standard one
         while stack and stack[-1][0] >= level:
             stack.pop()
         (stack[-1][1].children if stack else roots).append(rec)
@@ -473,8 +484,9 @@ def walk_regular_files(root: Path) -> Iterator[tuple[Path, str | None]]:
                 yield path, None
 
 
-def scan_media(root: Path) -> FileSetListing:
-    """Build PATIENT/STUDY/SERIES/leaf records from the headers of the DICOM files under root."""
+def scan_media(root: Path, skip: Path | None = None) -> FileSetListing:
+    """Build PATIENT/STUDY/SERIES/leaf records from the headers of the DICOM files under root
+    (``skip``: an unusable DICOMDIR, which is no instance even when it is some DICOM file)."""
     from mediasvc.fileset.records import record_type_for
 
     problems: list[str] = []
@@ -483,14 +495,16 @@ def scan_media(root: Path) -> FileSetListing:
     series: dict[tuple[str, str, str], DirRecord] = {}
     for path, refused in walk_regular_files(root):
         if refused:
-            problems.append(f"{path.relative_to(root)}: {refused}")
+            problems.append(f"{_relative(path, root)}: {refused}")
+            continue
+        if skip is not None and path == skip:
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SCAN_TAGS)
         except InvalidDicomError:
             continue  # not a DICOM Part 10 file: README.TXT, INDEX.HTM, viewers
         except Exception as exc:  # pydicom raises many kinds on broken input; none may escape
-            problems.append(f"{path.relative_to(root)}: unreadable DICOM file ({exc})")
+            problems.append(f"{_relative(path, root)}: unreadable DICOM file ({exc})")
             continue
         meta = ds.file_meta
         sop_class = str(meta.get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
