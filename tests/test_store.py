@@ -1,0 +1,109 @@
+"""The local store: SQLite index in WAL mode on disk, content-addressed files, recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from mediasvc.errors import StoreError
+from mediasvc.store import files
+from mediasvc.store.importer import import_media
+from mediasvc.store.index import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import mediasvc  # noqa: E402
+
+
+@pytest.fixture
+def filled(small_corpus: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    with Store.open(root) as st:
+        rep = import_media(st, small_corpus)
+    assert rep.counts()["imported"] == 12
+    return root
+
+
+def test_open_creates_wal_index(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    Store.open(root).close()
+    assert (root / "index.sqlite").is_file() and (root / "objects").is_dir()
+    db = sqlite3.connect(root / "index.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"patients", "studies", "series", "instances", "imports", "forwards"} <= tables
+
+
+def test_rows_and_files_agree(filled: Path, small_corpus: Path) -> None:
+    by_uid = {pydicom.dcmread(p).SOPInstanceUID: p for p in small_corpus.rglob("*.dcm")}
+    with Store.open(filled) as st:
+        studies = st.studies()
+        assert len(studies) == 2
+        for study in studies:
+            assert study.patient_id and study.n_series == 2 and study.n_instances == 6
+            assert study.modalities == ("CT", "MR")
+            assert st.studies(patient_id=study.patient_id) == [study]
+            for series in st.series_of(study.study_uid):
+                rows = st.instances_of(series.series_uid)
+                assert len(rows) == 3 and series.modality in ("CT", "MR")
+                for row in rows:
+                    data = row.path.read_bytes()
+                    assert hashlib.sha256(data).hexdigest() == row.checksum
+                    assert row.path.name == f"{row.checksum}.dcm"
+                    assert data == by_uid[row.sop_uid].read_bytes()   # stored byte for byte
+                    assert row.origin.medium_label == small_corpus.name
+                    assert row.origin.source_path.endswith(".dcm")
+                    assert row.origin.imported_at and row.origin.volume
+                    assert isinstance(row.mds, dict)
+        assert st.check() == []
+
+
+def test_recovery_removes_orphans_and_rows_without_files(filled: Path) -> None:
+    with Store.open(filled) as st:
+        victim = st.instances()[0]
+    orphan = filled / files.object_relpath("ab" * 32)
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left behind by a killed import")
+    (filled / "tmp" / "put-x.part").write_bytes(b"half written")
+    victim.path.unlink()
+    with sqlite3.connect(filled / "index.sqlite") as db:   # as a killed writer leaves it
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('dirty', '1')")
+    with Store.open(filled) as st:
+        rec = st.last_recovery
+        assert rec.orphan_files_removed == [orphan.relative_to(filled).as_posix()]
+        assert rec.rows_without_file == [victim.path.relative_to(filled).as_posix()]
+        assert not orphan.exists() and list((filled / "tmp").iterdir()) == []
+        assert st.count_instances() == 11 and st.check() == []
+
+
+def test_check_finds_damaged_files(filled: Path) -> None:
+    with Store.open(filled) as st:
+        row = st.instances()[3]
+        row.path.write_bytes(row.path.read_bytes()[:-10])
+        problems = st.check()
+    assert len(problems) == 1 and "does not match its checksum" in problems[0]
+    proc = mediasvc("store", "check", "--store", filled, "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["problems"] == problems
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with Store.open(root) as a, Store.open(root) as b, a.writing():
+        with pytest.raises(StoreError, match="another import"), b.writing(wait=0.3):
+            pass
+
+
+def test_store_list_text_and_filters(filled: Path) -> None:
+    with Store.open(filled) as st:
+        study = st.studies()[0]
+    proc = mediasvc("store", "list", "--store", filled)
+    assert proc.returncode == 0
+    assert proc.stdout.count("series,") == 2 and study.study_uid in proc.stdout
+    proc = mediasvc("store", "list", "--store", filled, "--patient-id", "NOBODY")
+    assert "no studies" in proc.stdout
