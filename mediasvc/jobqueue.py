@@ -332,6 +332,17 @@ class JobQueue:
                        (json.dumps(steps), now, job_id))
             return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
 
+    def clear_step(self, job_id: int, owner: str, step: str) -> Job:
+        """Forget a recorded step (e.g. an "in flight" marker once its outcome is known)."""
+        now = time.time()
+        with self._tx() as db:
+            row = self._owned(db, job_id, owner)
+            steps = json.loads(row["steps"])
+            steps.pop(step, None)
+            db.execute("UPDATE jobs SET steps=?, updated=? WHERE id=?",
+                       (json.dumps(steps), now, job_id))
+            return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
+
     def complete(self, job_id: int, owner: str, result: Mapping[str, Any] | None = None) -> Job:
         now = time.time()
         with self._tx() as db:
@@ -448,8 +459,11 @@ class JobQueue:
                 _event(db, job_id, now, State.CANCELLED, "cancelled")
             return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
 
-    def retry(self, job_id: int) -> Job:
-        """Put a failed or cancelled job (or a retrying one, now) back in the queue."""
+    def retry(self, job_id: int, *, clear_steps: Iterable[str] = ()) -> Job:
+        """Put a failed or cancelled job (or a retrying one, now) back in the queue.
+
+        ``clear_steps``: recorded steps the operator's retry overrides (e.g. an "in flight"
+        marker that made the job refuse to burn or print again on its own)."""
         now = time.time()
         with self._tx() as db:
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -459,9 +473,12 @@ class JobQueue:
                                     State.RETRYING.value):
                 raise JobError(f"job {job_id} is {row['state']}; only failed, cancelled or"
                                " retrying jobs can be retried")
+            steps = json.loads(row["steps"])
+            for step in clear_steps:
+                steps.pop(step, None)
             db.execute("UPDATE jobs SET state='queued', failures=0, interruptions=0, error=NULL,"
-                       " cancel_requested=0, not_before=0, finished=NULL, updated=? WHERE id=?",
-                       (now, job_id))
+                       " cancel_requested=0, not_before=0, finished=NULL, steps=?, updated=?"
+                       " WHERE id=?", (json.dumps(steps), now, job_id))
             _event(db, job_id, now, State.QUEUED, "retry requested")
             return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
 

@@ -89,7 +89,7 @@ class ServiceConfig:
     printers: dict[str, Printer] = field(default_factory=dict)
     printers_table: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
-    import_forward: str | None = None
+    print_layout: str | None = None
 
     @property
     def lock_file(self) -> Path:
@@ -115,7 +115,8 @@ def load_service_config(path: Path | None = None, root: Path | None = None) -> S
     return _parse(load_toml(path), path, root)
 
 
-_TOP = ("root", "paths", "watch", "jobs", "export", "import", "burners", "printers", "limits")
+_TOP = ("root", "paths", "watch", "jobs", "export", "import", "print", "burners", "printers",
+        "limits")
 
 
 def _parse(t: Table, source: Path | None, root_override: Path | None) -> ServiceConfig:
@@ -140,7 +141,9 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
     e = t.table("export")
     e.check_keys(("target", "profiles", "link", "on_reject"))
     i = t.table("import")
-    i.check_keys(("forward",))
+    i.check_keys(())
+    pr = t.table("print")
+    pr.check_keys(("layout",))
 
     burners = {}
     bt = t.table("burners")
@@ -197,7 +200,7 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
         export_link=e.str("link", "hardlink", choices=("copy", "hardlink", "reflink")),
         on_reject=e.str("on_reject", "fail", choices=("fail", "skip")),
         burners=burners, printers=printers, printers_table=dict(pt.data), limits=limits,
-        import_forward=i.str("forward", None, pattern=r"[^@\s]{1,16}@[^:\s]+:\d{1,5}"),
+        print_layout=pr.str("layout", None),
     )
 
 
@@ -223,7 +226,7 @@ def _check_printers(pt: Table) -> None:
 
 JOB_KEYS = {
     "export": ("label", "target", "copies", "web", "priority", "fileset_id", "verify"),
-    "print": ("priority", "layout", "format", "film_size", "copies", "color"),
+    "print": ("priority", "layout", "format", "film_size", "copies", "color", "text", "label"),
     "import": ("priority", "label"),
 }
 

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 KINDS = ("export", "print", "import")
 READY_MARKER = ".ready"
 JOB_TOML = "job.toml"
+# Steps that mark an effect a user would see (a disc, a film) as in flight: a redo after a
+# crash refuses to repeat it; an operator's `jobs retry` clears them on purpose.
+IN_FLIGHT_STEPS = ("burn_started", "print_started")
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,7 @@ def restore_for_retry(cfg: ServiceConfig, q: JobQueue, job: Job) -> Job:
                                              "settled_at", "is_file")}).encode())
         os.rename(src / "input", entry / "input")
         fsync_dir(entry)
-        retried = q.retry(job.id)
+        retried = q.retry(job.id, clear_steps=IN_FLIGHT_STEPS)
         shutil.rmtree(src)
         return retried
-    return q.retry(job.id)
+    return q.retry(job.id, clear_steps=IN_FLIGHT_STEPS)

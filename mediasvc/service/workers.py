@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,10 @@ class JobContext:
         """Record a finished step: the safe point a redo starts from."""
         self.queue.record_step(self.job.id, self.owner, name, value)
         self.steps[name] = value
+
+    def clear_step(self, name: str) -> None:
+        self.queue.clear_step(self.job.id, self.owner, name)
+        self.steps.pop(name, None)
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.inp.options.get(key, default)
@@ -225,22 +229,50 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
 # -- print: images -> films on a Print SCP -----------------------------------------------------
 
 def run_print(ctx: JobContext) -> dict[str, Any]:
-    printer = ctx.job.payload["group"]
+    """print_request() of printing/job.py; films already printed are skipped on a resume."""
+    from mediasvc.config import Table
+    from mediasvc.errors import PeerError
+    from mediasvc.printing.job import PrintRequest, print_request
+    from mediasvc.printing.printers import parse_printers
+
+    name = ctx.job.payload["group"]
     if "printed" not in ctx.steps:
+        done_films = int(ctx.steps.get("films_printed", 0))
         if "print_started" in ctx.steps:
-            raise Interrupted(f"printing to {printer} was interrupted after it started: the "
-                              "films may have printed; check the printer, then "
-                              "`mediasvc jobs retry` prints again")
-        result = _print(ctx, printer, lambda: ctx.step("print_started"))
-        ctx.step("printed", result)
+            raise Interrupted(
+                f"printing to {name} was interrupted while a film was being sent "
+                f"({done_films} film(s) confirmed printed): the next film may have printed; "
+                "check the printer, then `mediasvc jobs retry` prints the remaining films")
+        source = ctx.cfg.source or Path("<embedded default>")
+        printer = parse_printers(Table(ctx.cfg.printers_table, source, "printers."))[name]
+        o = ctx.inp.options
+        request = PrintRequest(
+            files=tuple(str(f) for f in ctx.inp.files if f.name != "job.toml"),
+            layout=o.get("layout"), format=o.get("format"), film_size=o.get("film_size"),
+            copies=o.get("copies"), priority=o.get("priority"), color=bool(o.get("color")),
+            text=o.get("text", ""), label=o.get("label", ""))
+        if request.layout is None and request.format is None:
+            request = replace(request, layout=ctx.cfg.print_layout)
+
+        def on_film(n: int) -> None:
+            ctx.step("films_printed", n)
+
+        ctx.step("print_started")
+        try:
+            res = print_request(request, printer, skip_films=done_films, on_film=on_film)
+        except PeerError:
+            # The printer answered (down, busy, refused): nothing is in doubt; retry later.
+            ctx.clear_step("print_started")
+            raise
+        out = res.as_dict()
+        out["films"] = int(ctx.steps.get("films_printed", 0))
+        ctx.step("printed", out)
     result = dict(ctx.steps["printed"])
-    result.setdefault("summary", [f"printed on {printer}"])
-    result["problems"] = ctx.inp.notes + list(result.get("problems", []))
+    warnings = result.get("warnings") or []
+    result["summary"] = [f"printed {result.get('films', 0)} film(s) on {name}"
+                         + (f" with {len(warnings)} warning(s)" if warnings else "")]
+    result["problems"] = ctx.inp.notes + [str(w) for w in warnings]
     return result
-
-
-def _print(ctx: JobContext, printer: str, started: Callable[[], None]) -> dict[str, Any]:
-    raise MediasvcError("printing is not available in this build")
 
 
 HANDLERS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
