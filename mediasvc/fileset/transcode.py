@@ -6,13 +6,17 @@
 - Compressed -> Explicit VR Little Endian: decoded with pydicom's pixel plugins (pylibjpeg,
   openjpeg, RLE); YCbCr JPEG becomes RGB.
 - Uncompressed -> JPEG 2000 (lossless or not) with pydicom's encoder (pylibjpeg-openjpeg),
-  or JPEG Baseline (8-bit) with Pillow.
+  JPEG Baseline (8-bit) with Pillow, or JPEG Lossless SV1 (the syntax of STD-CTMR and
+  STD-XABC) with DCMTK's dcmcjpeg: no Python library encodes JPEG Lossless, and DCMTK is the
+  reference implementation of these profiles, installed with mediasvc.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,8 @@ J2K = "1.2.840.10008.1.2.4.91"
 COMPRESS_CHOICES = {"jpeg-baseline": JPEG_BASELINE, "jpeg-lossless": JPEG_LOSSLESS_SV1,
                     "j2k-lossless": J2K_LOSSLESS, "j2k": J2K}
 ENCODABLE = {JPEG_BASELINE, J2K_LOSSLESS, J2K}
+if shutil.which("dcmcjpeg"):
+    ENCODABLE.add(JPEG_LOSSLESS_SV1)
 _BINARY_VRS = {"OW", "OF", "OD", "OL", "OV", "US or OW", "US or SS or OW"}
 
 
@@ -59,6 +65,9 @@ def transcode(src: Path, dst: Path, target: str) -> None:
             _mark_lossy(ds, "ISO_15444_1", 20.0)
         elif target == JPEG_BASELINE:
             _jpeg_baseline(ds)
+        elif target == JPEG_LOSSLESS_SV1:
+            _jpeg_lossless_dcmtk(ds, dst)
+            return
         elif target != ExplicitVRLittleEndian:
             raise TranscodeError(f"no encoder for {UID(target).name}")
     except TranscodeError:
@@ -91,6 +100,26 @@ def _big_to_little(ds: Dataset) -> None:
         arr = ds.pixel_array
         ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
         ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+
+
+def _jpeg_lossless_dcmtk(ds: Dataset, dst: Path) -> None:
+    """Explicit VR LE to a temp file, then dcmcjpeg +e1 (Process 14, Selection Value 1)."""
+    if not shutil.which("dcmcjpeg"):
+        raise TranscodeError("no JPEG Lossless encoder: DCMTK's dcmcjpeg is not installed")
+    tmp = dst.with_name(dst.name + ".ele")
+    try:
+        with tmp.open("wb") as fh:
+            dcmwrite(fh, ds, enforce_file_format=True)
+        proc = subprocess.run(["dcmcjpeg", "--encode-lossless-sv1", str(tmp), str(dst)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            words = (proc.stderr or proc.stdout).strip().splitlines()
+            raise TranscodeError("dcmcjpeg could not encode JPEG Lossless: "
+                                 + (words[-1] if words else f"exit {proc.returncode}"))
+        with dst.open("rb+") as fh:
+            os.fsync(fh.fileno())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _mark_lossy(ds: Dataset, method: str, ratio: float) -> None:
