@@ -5,11 +5,14 @@ a broken profile file is refused with an error naming file, key and value; a sit
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_corpus, mediasvc
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from mediasvc.config import load_toml
@@ -356,3 +359,38 @@ def test_cli_refuses_a_broken_site_profile_with_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert f"{path}: capacity = '7OOM': '7OOM' is not a size" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- the rules at work: `mediasvc export` judges files by them ------------------------------
+
+@pytest.fixture(scope="module")
+def ctmr_mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Against STD-CTMR-CD: a good CT, an MR with Bits Stored 10 (a plain rule: 8, 12 or 16)
+    and an MR with High Bit 15 for Bits Stored 12 (a conditional rule: Bits Stored - 1)."""
+    root = tmp_path_factory.mktemp("rules")
+    corpus = make_corpus(root / "corpus", "--patients", "1", "--studies", "1", "--series", "2",
+                         "--images", "1", "--modalities", "CT,MR")
+    src = root / "src"
+    src.mkdir()
+    (ct,) = [p for p in corpus.glob("*.dcm") if dcmread(p).Modality == "CT"]
+    (mr,) = [p for p in corpus.glob("*.dcm") if dcmread(p).Modality == "MR"]
+    shutil.copy(ct, src / "ct.dcm")
+    ds = dcmread(mr)
+    ds.BitsStored, ds.HighBit = 10, 9
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID[:-3] + "999"
+    ds.save_as(src / "bs10.dcm")
+    ds = dcmread(mr)
+    ds.HighBit = 15
+    ds.save_as(src / "hb15.dcm")
+    return src
+
+
+def test_export_judges_files_by_the_profile_rules(ctmr_mix: Path, tmp_path: Path) -> None:
+    done = mediasvc("export", ctmr_mix, "--profile", "STD-CTMR-CD", "--out", tmp_path / "out")
+    assert done.returncode == 1, done.stdout + done.stderr  # something was rejected
+    assert "bs10.dcm: BitsStored '10' is not allowed" in done.stdout
+    assert ("hb15.dcm: HighBit '15' is not allowed when BitsStored is 12 "
+            "(PS3.11 E.3.4.1: High Bit = Bits Stored - 1) (allowed: 11)") in done.stdout
+    records = dcmread(tmp_path / "out" / "DICOMDIR").DirectoryRecordSequence
+    images = [r for r in records if r.DirectoryRecordType == "IMAGE"]
+    assert [r.ReferencedSOPClassUIDInFile for r in images] == [CT]  # only the good CT
