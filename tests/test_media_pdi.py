@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from conftest import run
+
 from mediasvc.errors import ConfigError
 from mediasvc.media.labels import FIELDS, escape_field, label_fields, load_label_settings
 from mediasvc.media.pdi import (
@@ -22,7 +22,6 @@ from mediasvc.media.pdi import (
     index_htm,
     person_name,
     read_volume,
-    readme_text,
     write_root_files,
 )
 
