@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import TESTDATA
 from PIL import Image
 
 from mediasvc.config import Table, load_toml
@@ -32,8 +33,6 @@ from mediasvc.printing.render import (
     render_films,
     write_previews,
 )
-
-from conftest import TESTDATA
 
 INST = TESTDATA / "instances"
 CT = INST / "CT" / "libdicom__ct_brain_single.dcm"  # rescale -1024, window 45/100
