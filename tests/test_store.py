@@ -94,9 +94,9 @@ def test_check_finds_damaged_files(filled: Path) -> None:
 
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with Store.open(root) as a, Store.open(root) as b, a.writing():
-        with pytest.raises(StoreError, match="another import"), b.writing(wait=0.3):
-            pass
+    with (Store.open(root) as a, Store.open(root) as b, a.writing(),
+          pytest.raises(StoreError, match="another import"), b.writing(wait=0.3)):
+        pass
 
 
 def test_store_list_text_and_filters(filled: Path) -> None:

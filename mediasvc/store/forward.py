@@ -8,10 +8,12 @@ not an outage) marks that instance *failed* with the status; those are not retri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +126,12 @@ def _send_round(store: Store, destination: Destination, rows: Sequence[InstanceR
         ae.connection_timeout = min(timeout, 10.0)
         for sop_class in sorted(group):
             ae.add_requested_context(sop_class, sorted(by_class[sop_class]))
-        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        reachable = _reachable(destination, ae.connection_timeout)
+        if reachable:
+            return f"{destination}: {reachable} (is the PACS running and the address right?)"
+        with _quiet_pynetdicom():
+            assoc = ae.associate(destination.host, destination.port,
+                                 ae_title=destination.ae_title)
         if not assoc.is_established:
             why = ("association rejected" if assoc.is_rejected else
                    "association aborted" if assoc.is_aborted else
@@ -139,6 +146,28 @@ def _send_round(store: Store, destination: Destination, rows: Sequence[InstanceR
         if error:
             return error
     return ""
+
+
+def _reachable(destination: Destination, timeout: float) -> str:
+    """'' when a TCP connection can be made, else why not (pynetdicom only says 'aborted')."""
+    try:
+        with socket.create_connection((destination.host, destination.port), timeout=timeout):
+            return ""
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
+
+
+@contextlib.contextmanager
+def _quiet_pynetdicom() -> Iterator[None]:
+    """pynetdicom logs failed connections at ERROR; our report says it once, clearly."""
+    logger = logging.getLogger("pynetdicom")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _send_all(store: Store, assoc: Association, rows: Sequence[InstanceRow], dest: str,
