@@ -43,13 +43,16 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = False,
-        cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run a real tool (dcmdump, dciodvfy, xorriso, mediasvc...) and capture its text output."""
+        cwd: Path | None = None, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a real tool (dcmdump, dciodvfy, xorriso, mediasvc...) and capture its text output.
+    ``env``: variables added to the current environment."""
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=check,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
-def mediasvc(*args: str | os.PathLike[str], cwd: Path | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def mediasvc(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 600,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would: a real process, `python -m mediasvc ARGS`."""
-    return run([sys.executable, "-m", "mediasvc", *args], cwd=cwd, timeout=timeout)
+    return run([sys.executable, "-m", "mediasvc", *args], cwd=cwd, timeout=timeout, env=env)
