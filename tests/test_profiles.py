@@ -17,7 +17,9 @@ from pydicom.dataset import Dataset
 
 from mediasvc.config import load_toml
 from mediasvc.errors import NO_VALUE, ConfigError, UsageError
+from mediasvc.fileset.records import BASELINE_KEYS
 from mediasvc.profiles import (
+    RECORD_TYPES,
     RecordKeys,
     ValueRule,
     media_profile,
@@ -143,6 +145,18 @@ def test_ultrasound_and_dental() -> None:
     den = media_profile("STD-DEN-CD")
     assert den.allows_sop_class(IO_DX) and not den.allows_sop_class(CT)
     assert den.transfer_syntaxes == (ELE,) and den.keys == {}  # K.3.3: no additional keys
+
+
+def test_profiles_add_only_keys_beyond_the_baseline() -> None:
+    """The writer adds the PS3.3 Annex F keys itself; a profile repeating one would ask for it
+    twice (possibly with another type). Every record type the writer knows is a valid
+    profile section."""
+    assert set(BASELINE_KEYS) <= set(RECORD_TYPES)
+    for p in media_profiles().values():
+        for rtype, keys in p.keys.items():
+            baseline = {kw for kw, _ in BASELINE_KEYS.get(rtype, ())}
+            assert not baseline & set(keys.all()), (p.id, rtype, baseline & set(keys.all()))
+            assert "IconImageSequence" not in keys.all(), (p.id, "icons belong in [icons]")
 
 
 def test_unknown_profile_is_a_usage_error_listing_the_known() -> None:
