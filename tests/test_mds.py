@@ -248,7 +248,7 @@ def rtstruct(tmp_path_factory: pytest.TempPathFactory) -> Path:
         refs.append(ref)
     series.ContourImageSequence = Sequence(refs)
     out = tmp_path_factory.mktemp("rt") / "rtstruct.dcm"
-    ds.save_as(out)
+    ds.save_as(out, enforce_file_format=True)
     return out
 
 
