@@ -188,7 +188,7 @@ def parse_printer(t: Table, name: str) -> Printer:
         film_sizes=tuple(t.str_list("film_sizes", [], choices=FILM_SIZES_MM)),
         media=tuple(t.str_list("media", [], choices=MEDIA)),
         destinations=tuple(t.str_list("destinations", [])),
-        dpi=t.int("dpi", 150, min=50, max=1200),
+        dpi=t.int("dpi", 150, min=20, max=1200),
         pixel_matrix=matrix,
         color=t.bool("color", False),
         presentation_lut=t.bool("presentation_lut", False),
