@@ -53,22 +53,39 @@ _DT_RE = re.compile(r"^(\d{8})(\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?([+-]\d{
 
 def _element_value(ds: Dataset, step: Step) -> Any:
     """The value of one element of ``ds``, or _NOTHING when absent."""
+    tag = step.tag if step.creator is None else _private_tag(ds, step.tag, step.creator)
+    # The dataset's own dict first: `tag in ds` builds a Tag and compares it (measured: a
+    # third of the extraction time), and most tags of the definition are absent.
+    if tag is None or tag not in ds._dict:
+        return _NOTHING
     try:
-        if step.creator is not None:
-            # PS3.5 7.8.1: a private element lives in the block its creator reserved; the
-            # block number in the definition is only how the table printed it.
-            block = ds.private_block(step.tag >> 16, step.creator)
-            elem = block[step.tag & 0xFF]
-        else:
-            if step.tag not in ds:
-                return _NOTHING
-            elem = ds[step.tag]
+        elem = ds[tag]
     except KeyError:
         return _NOTHING
     except Exception as exc:  # pydicom failing to decode a raw element: not a value
         log.debug("MDS: element %08X unreadable: %s", step.tag, exc)
         return _NOTHING
     return elem.value
+
+
+def _private_tag(ds: Dataset, tag: int, creator: str) -> int | None:
+    """PS3.5 7.8.1: a private element lives in the block its creator reserved in this data
+    set; the block number in the definition is only how the table printed it. (Faster than
+    Dataset.private_block, which slices the whole group.)"""
+    group = tag & 0xFFFF0000
+    for block in range(0x10, 0x100):
+        reservation = ds._dict.get(group | block)  # type: ignore[call-overload]
+        if reservation is None:
+            continue
+        try:
+            value = ds[group | block].value
+        except Exception:  # an unreadable reservation reserves nothing we can trust
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if isinstance(value, str) and value.strip(" \x00") == creator:
+            return group | (block << 8) | (tag & 0xFF)
+    return None
 
 
 def _walk(ds: Dataset, steps: tuple[Step, ...]) -> Iterator[Any]:

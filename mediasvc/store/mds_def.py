@@ -78,10 +78,7 @@ class TagPath:
     steps: tuple[Step, ...]
     source: str
     unit: str | None = None
-
-    @property
-    def multi(self) -> bool:
-        return any(s.index == ALL for s in self.steps)
+    multi: bool = False  # a [*] step: the value is a list, one entry per sequence item
 
 
 @dataclass(frozen=True)
@@ -177,9 +174,7 @@ class Item:
     def entity(self) -> str:
         return self.group.entity
 
-    @property
-    def derived_from_items(self) -> bool:
-        return any(isinstance(a, FovAlt) for a in self.alternatives)
+    derived_from_items: bool = False  # a fov derivation: extracted after the other items
 
 
 @dataclass(frozen=True)
@@ -258,7 +253,7 @@ def parse_path(t: Table, key: str, text: object, unit: str | None = None,
         steps.append(Step(tag, index, creator if private else None))
         suffix = "" if index is None else ("[*]" if index == ALL else f"[{index}]")
         shown.append(_tag_str(tag) + suffix + (f"@{creator}" if private else ""))
-    return [TagPath(tuple(steps), ".".join(shown), unit)]
+    return [TagPath(tuple(steps), ".".join(shown), unit, any(s.index == ALL for s in steps))]
 
 
 def _units(t: Table, key: str, unit: str | None, item_unit: str | None) -> None:
@@ -428,7 +423,8 @@ def parse_definition(t: Table, variant: str = "en") -> MdsDefinition:
             alternatives=tuple(alts), compute=compute,
             aggregate=it.str("aggregate", "first", choices=AGGREGATES), unit=unit,
             round=rnd, distinct=it.bool("distinct", False),
-            zero_is_missing=it.bool("zero_is_missing", False), note=it.str("note", ""))
+            zero_is_missing=it.bool("zero_is_missing", False), note=it.str("note", ""),
+            derived_from_items=any(isinstance(a, FovAlt) for a in alts))
         for a in alts:
             if isinstance(a, FovAlt):
                 fov_refs.append((it, a))
