@@ -12,9 +12,10 @@ scaling algorithm, so only the item's pixel description and size are compared.
 
 Input: a small synthetic corpus (../shared/bench/make_corpus.py, 64 x 64) enriched with a
 Referenced Image Sequence and a Latin-1 patient (Specific Character Set on the PATIENT and
-STUDY records), plus conformant third-party instances from ../shared/testdata that dcmmkdir
-accepts (structured reports with HAS CONCEPT MOD content, DX, RF, slide microscopy, real CT
-and MR). docs/profiles.md lists the keys dcmmkdir writes per record type.
+STUDY records), plus third-party instances from ../shared/testdata that dcmmkdir accepts
+(structured reports with HAS CONCEPT MOD content, DX, RF, slide microscopy, real CT and MR;
+a presentation state, encapsulated PDF and STL, a segmentation, after filling their empty
+type 1 identifiers). docs/profiles.md lists the keys dcmmkdir writes per record type.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ GEN_EXTRA = (
     "RF/orthanc-tests__KarstenHilbertRF.dcm",
     "SM/highdicom__sm_image.dcm",
 )
+# Third-party instances of other record types (PRESENTATION, ENCAP DOC: PDF and STL,
+# Segmentation) whose empty type 1 identifiers (Patient ID, Study ID, Series/Instance Number,
+# Study Date/Time) are filled in first, so that neither tool has to invent them.
+GEN_PATCHED = (
+    "PR/orthanc-tests__Issue168.dcm",
+    "DOC/orthanc-tests__sample-pdf.dcm",
+    "M3D/orthanc-tests__Issue137.dcm",
+    "SEG/orthanc-tests__DicomSeg.dcm",
+    "CT/libdicom__ct_brain_single.dcm",
+)
+FILL = (("StudyID", "1"), ("SeriesNumber", "1"),
+        ("InstanceNumber", "1"), ("StudyDate", "20200101"), ("StudyTime", "120000"))
 CTMR_EXTRA = (
     "CT/orthanc-tests__2020-08-12-Christopher.dcm",
     "MR/dcm_qa_ts__In_1.dcm",
@@ -86,6 +99,18 @@ def _with_testdata(out: Path, names: Iterable[str]) -> Path:
         src = TESTDATA / "instances" / name
         assert src.is_file(), f"test data missing: {src}"
         shutil.copy(src, out / src.name)
+    return out
+
+
+def _patched_testdata(out: Path, names: Iterable[str]) -> Path:
+    for i, name in enumerate(names):
+        src = TESTDATA / "instances" / name
+        assert src.is_file(), f"test data missing: {src}"
+        ds = dcmread(src)
+        for keyword, value in (("PatientID", f"PATCHED{i}"), *FILL):
+            if not str(ds.get(keyword, "") or "").strip():
+                setattr(ds, keyword, value)
+        ds.save_as(out / src.name)
     return out
 
 
@@ -177,7 +202,7 @@ def _without(problems: list[str], *gaps: tuple[str, str]) -> list[str]:
 @pytest.fixture(scope="module")
 def gen_cd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Dataset]:
     root = tmp_path_factory.mktemp("gen_cd")
-    src = _with_testdata(_synthetic(root / "src"), GEN_EXTRA)
+    src = _patched_testdata(_with_testdata(_synthetic(root / "src"), GEN_EXTRA), GEN_PATCHED)
     return _dcmmkdir(src, root / "staging", "-Pgp"), _ours(src, root / "out", "STD-GEN-CD")
 
 
@@ -191,7 +216,8 @@ def ctmr_cd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Dataset]
 def test_gen_cd_every_dcmmkdir_key_is_in_ours(gen_cd: tuple[Dataset, Dataset]) -> None:
     reference, ours = gen_cd
     types = {r.DirectoryRecordType for r in reference.DirectoryRecordSequence}
-    assert {"PATIENT", "STUDY", "SERIES", "IMAGE", "SR DOCUMENT"} <= types  # input is varied
+    assert {"PATIENT", "STUDY", "SERIES", "IMAGE", "SR DOCUMENT", "PRESENTATION",
+            "ENCAP DOC"} <= types  # the input is varied
     assert _without(compare(reference, ours), SR_CONCEPT_MOD) == []
 
 
@@ -204,7 +230,9 @@ def test_gen_cd_input_exercises_the_profile_keys(gen_cd: tuple[Dataset, Dataset]
     assert {("IMAGE", "ImageType"), ("IMAGE", "ReferencedImageSequence"),
             ("PATIENT", "SpecificCharacterSet"), ("STUDY", "SpecificCharacterSet"),
             ("SR DOCUMENT", "SpecificCharacterSet"), ("SR DOCUMENT", "ContentSequence"),
-            ("SR DOCUMENT", "ConceptNameCodeSequence")} <= written
+            ("SR DOCUMENT", "ConceptNameCodeSequence"),
+            ("PRESENTATION", "ReferencedSeriesSequence"),
+            ("ENCAP DOC", "MIMETypeOfEncapsulatedDocument")} <= written
 
 
 def test_ctmr_cd_every_dcmmkdir_key_is_in_ours(ctmr_cd: tuple[Dataset, Dataset]) -> None:
