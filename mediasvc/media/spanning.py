@@ -25,8 +25,9 @@ from mediasvc.errors import CapacityError
 BLOCK = 2048
 # Directory record of an IMAGE (~250-500 bytes with keys) + an ISO 9660 directory entry (~40).
 PER_INSTANCE_OVERHEAD = 1024
-# System area (32 KiB) + descriptors + path tables + README/INDEX + PATIENT/STUDY/SERIES records.
-VOLUME_RESERVE = 1024 * 1024
+# System area (32 KiB) + volume descriptors + path tables + directory extents + README.TXT and
+# INDEX.HTM + the PATIENT/STUDY/SERIES records: well under this for hundreds of studies.
+VOLUME_RESERVE = 256 * 1024
 
 
 def blocks(size: int) -> int:

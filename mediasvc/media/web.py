@@ -20,6 +20,7 @@ import html
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -52,6 +53,34 @@ class WebResult:
     study_pages: dict[str, str] = field(default_factory=dict)  # study UID -> IHE_PDI/STUnnnnn.HTM
 
 
+def _first(value: object) -> float:
+    """First value of a possibly multi-valued DS (Window Center/Width may list several)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return float(value[0])  # type: ignore[index]
+    return float(value)  # type: ignore[arg-type]
+
+
+def _window(data: np.ndarray, ds: pydicom.Dataset, apply_voi_lut: Any) -> np.ndarray:
+    """Modality values -> 8-bit display values (PS3.3 C.11.2.1)."""
+    if "VOILUTSequence" in ds:
+        lut = ds.VOILUTSequence[0]
+        out_bits = int(lut.LUTDescriptor[2]) or 16
+        shown: np.ndarray = np.asarray(apply_voi_lut(data, ds, index=0), dtype=np.float64)
+        return (shown / (2**out_bits - 1) * 255.0).clip(0, 255).astype(np.uint8)
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None and _first(width) >= 1:
+        # C.11.2.1.2.1, the LINEAR function: the window maps onto the full output range.
+        c, w = _first(center), _first(width)
+        if w == 1:
+            return np.where(data <= c - 0.5, 0, 255).astype(np.uint8)
+        shown = ((data - (c - 0.5)) / (w - 1) + 0.5) * 255.0
+        return shown.clip(0, 255).astype(np.uint8)
+    lo, hi = float(data.min()), float(data.max())  # no window: the full range of the frame
+    if hi <= lo:
+        return np.zeros(data.shape, dtype=np.uint8)
+    return ((data - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
 def render_jpeg(dicom_file: Path, out: Path) -> tuple[int, int]:
     """Render the first frame of an image instance to an 8-bit JPEG; return its size."""
     from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
@@ -65,12 +94,7 @@ def render_jpeg(dicom_file: Path, out: Path) -> tuple[int, int]:
     if frames > 1:
         arr = arr[0]
     if samples == 1:
-        data = apply_modality_lut(arr, ds).astype(np.float64)
-        if "WindowCenter" in ds or "VOILUTSequence" in ds:
-            data = apply_voi_lut(data, ds, index=0).astype(np.float64)
-        lo, hi = float(data.min()), float(data.max())
-        scaled = (data - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(data)
-        pixels = scaled.clip(0, 255).astype(np.uint8)
+        pixels = _window(apply_modality_lut(arr, ds).astype(np.float64), ds, apply_voi_lut)
         if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
             pixels = 255 - pixels
         img = Image.fromarray(pixels, mode="L")
