@@ -57,6 +57,8 @@ def _unsafe_reason(components: Sequence[str]) -> str | None:
     for comp in components:
         if comp in ("..", ".") or comp.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", comp):
             return f"component '{comp}' would leave the media root"
+        if "/" in comp or "\\" in comp:  # "A/../../X" in one value would be a path
+            return f"component '{comp}' contains a path separator"
         if "\x00" in comp:
             return "NUL character in File ID"
     return None
@@ -90,12 +92,18 @@ def resolve_file_id(root: Path, components: Sequence[str],
     current = Path(root)
     for comp in components:
         current = _find_entry(current, comp, listings)
-        real = os.path.realpath(current)
-        if not _within(real, real_root):
-            raise UnsafePathError(
-                f"Referenced File ID '{_show(components)}' resolves outside the media root "
-                "(symlink); not opened")
+        # Only a symlink can lead out (".." was refused above), and a plain entry in a folder
+        # known to be inside stays inside: one lstat per component, realpath only for links.
+        if os.path.islink(current) and not _within(os.path.realpath(current), real_root):
+            raise _outside(components)
+    if not _within(os.path.realpath(current), real_root):  # belt and braces
+        raise _outside(components)
     return current
+
+
+def _outside(components: Sequence[str]) -> UnsafePathError:
+    return UnsafePathError(f"Referenced File ID '{_show(components)}' resolves outside the "
+                           "media root (symlink); not opened")
 
 
 def _find_entry(directory: Path, name: str,
