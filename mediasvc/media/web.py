@@ -66,7 +66,8 @@ def _window(data: np.ndarray, ds: pydicom.Dataset, apply_voi_lut: Any) -> np.nda
         lut = ds.VOILUTSequence[0]
         out_bits = int(lut.LUTDescriptor[2]) or 16
         shown: np.ndarray = np.asarray(apply_voi_lut(data, ds, index=0), dtype=np.float64)
-        return (shown / (2**out_bits - 1) * 255.0).clip(0, 255).astype(np.uint8)
+        scale = 255.0 / float((1 << out_bits) - 1)
+        return (shown * scale).clip(0, 255).astype(np.uint8)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None and _first(width) >= 1:
         # C.11.2.1.2.1, the LINEAR function: the window maps onto the full output range.
