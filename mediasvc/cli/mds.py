@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
                    help="output format (default: json)")
     p.add_argument("--lang", choices=("en", "fr"), default="en", help="labels (default: en)")
     p.add_argument("--variant", metavar="NAME", default=None,
-                   help="obligations of which table: en (default) or fr; default: --lang")
+                   help="whose obligations: the English (en) or French (fr) table; "
+                   "default: the --lang")
     p.add_argument("--completeness", action="store_true",
                    help="only the mandatory items missing, per study and level")
     p.add_argument("--definition", type=Path, metavar="FILE",

@@ -315,7 +315,8 @@ def extract_instance(ds: pydicom.Dataset, definition: MdsDefinition
     """
     found: dict[str, dict[str, Any]] = {}
     later: list[Item] = []
-    modality = _as_str(ds.get("Modality", "")) or ""
+    raw_modality = _element_value(ds, Step(0x00080060, None))  # (0008,0060) Modality
+    modality = "" if raw_modality is _NOTHING else (_as_str(raw_modality) or "")
     for item in definition.items:
         if not item.alternatives or not item.group.applies({modality}):
             # A group that does not apply to this modality (MR items of a CT image) is not
