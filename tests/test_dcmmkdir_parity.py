@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 from conftest import TESTDATA, make_corpus, mediasvc, run
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 PLACEMENT = {0x00041400, 0x00041420, 0x00041500}  # next/lower offsets, Referenced File ID
 ICON_ITEM = ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
@@ -65,6 +66,7 @@ CTMR_EXTRA = (
     "CT/orthanc-tests__2020-08-12-Christopher.dcm",
     "MR/dcm_qa_ts__In_1.dcm",
 )
+CTMR_PATCHED = ("PR/orthanc-tests__Issue168.dcm",)  # Grayscale Softcopy Presentation State
 
 # Writer gaps found by this test (see docs/profiles.md, "Parity status"). Each has its own
 # strict xfail test below, so that the main comparison stays strict for everything else and
@@ -91,6 +93,54 @@ def _synthetic(out: Path, *args: str) -> Path:
             ds.PatientName = "MÜLLER^JÖRG"
             ds.StudyDescription = "ÉTUDE THORACIQUE"
         ds.save_as(path)
+    return out
+
+
+def _key_object(out: Path) -> Path:
+    """A Key Object Selection document (KEY OBJECT DOC record) flagging two of the synthetic
+    images, in their study, as a reading workstation writes one (TID 2010)."""
+    images = [dcmread(p, stop_before_pixels=True) for p in sorted(out.glob("*.dcm"))[:2]]
+    first = images[0]
+    ds = Dataset()
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+               "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "StudyDescription",
+               "ReferringPhysicianName", "SpecificCharacterSet"):
+        if kw in first:
+            setattr(ds, kw, first.get(kw))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.59"  # Key Object Selection Document Storage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "KO", generate_uid(), 99
+    ds.Manufacturer, ds.ReferencedPerformedProcedureStepSequence = "", []
+    ds.InstanceNumber, ds.ContentDate, ds.ContentTime = 1, first.StudyDate, "101500"
+    title = Dataset()
+    title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning = (
+        "113000", "DCM", "Of Interest")
+    ds.ConceptNameCodeSequence = [title]
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    template = Dataset()
+    template.MappingResource, template.TemplateIdentifier = "DCMR", "2010"
+    ds.ContentTemplateSequence = [template]
+    refs, items = [], []
+    for image in images:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = image.SOPClassUID
+        ref.ReferencedSOPInstanceUID = image.SOPInstanceUID
+        item = Dataset()
+        item.RelationshipType, item.ValueType = "CONTAINS", "IMAGE"
+        item.ReferencedSOPSequence = [ref]
+        refs.append(ref)
+        items.append(item)
+    ds.ContentSequence = items
+    series = Dataset()
+    series.SeriesInstanceUID, series.ReferencedSOPSequence = first.SeriesInstanceUID, refs
+    evidence = Dataset()
+    evidence.StudyInstanceUID, evidence.ReferencedSeriesSequence = first.StudyInstanceUID, [series]
+    ds.CurrentRequestedProcedureEvidenceSequence = [evidence]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(out / "kos.dcm", enforce_file_format=True)
     return out
 
 
@@ -202,7 +252,8 @@ def _without(problems: list[str], *gaps: tuple[str, str]) -> list[str]:
 @pytest.fixture(scope="module")
 def gen_cd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Dataset]:
     root = tmp_path_factory.mktemp("gen_cd")
-    src = _patched_testdata(_with_testdata(_synthetic(root / "src"), GEN_EXTRA), GEN_PATCHED)
+    src = _patched_testdata(_with_testdata(_key_object(_synthetic(root / "src")), GEN_EXTRA),
+                            GEN_PATCHED)
     return _dcmmkdir(src, root / "staging", "-Pgp"), _ours(src, root / "out", "STD-GEN-CD")
 
 
@@ -210,6 +261,7 @@ def gen_cd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Dataset]:
 def ctmr_cd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Dataset]:
     root = tmp_path_factory.mktemp("ctmr_cd")
     src = _with_testdata(_synthetic(root / "src", "--modalities", "CT,MR"), CTMR_EXTRA)
+    _patched_testdata(src, CTMR_PATCHED)
     return _dcmmkdir(src, root / "staging", "-Pcm"), _ours(src, root / "out", "STD-CTMR-CD")
 
 
@@ -217,7 +269,7 @@ def test_gen_cd_every_dcmmkdir_key_is_in_ours(gen_cd: tuple[Dataset, Dataset]) -
     reference, ours = gen_cd
     types = {r.DirectoryRecordType for r in reference.DirectoryRecordSequence}
     assert {"PATIENT", "STUDY", "SERIES", "IMAGE", "SR DOCUMENT", "PRESENTATION",
-            "ENCAP DOC"} <= types  # the input is varied
+            "ENCAP DOC", "KEY OBJECT DOC"} <= types  # the input is varied
     assert _without(compare(reference, ours), SR_CONCEPT_MOD) == []
 
 
@@ -243,6 +295,7 @@ def test_ctmr_cd_every_dcmmkdir_key_is_in_ours(ctmr_cd: tuple[Dataset, Dataset])
                                         "ImageOrientationPatient", "FrameOfReferenceUID",
                                         "PixelSpacing"))
     assert any("ReferencedImageSequence" in r for r in images)
+    assert any(r.DirectoryRecordType == "PRESENTATION" for r in reference.DirectoryRecordSequence)
     assert compare(reference, ours) == []
 
 
