@@ -340,6 +340,10 @@ def test_unit_conversions_and_bad_values(definition: MdsDefinition) -> None:
     assert mds["dx.exposure_time"] == {"value": 12.5, "source": "(0018,8150)"}
     assert "image.pixel_spacing" not in mds and "image.field_of_view" not in mds
     assert "series.acquisition_datetime" not in mds
+    # "NaN" is no DS value (PS3.5 6.2): nothing rather than a NaN in the warehouse
+    ds._dict[Tag(0x00181153)] = RawDataElement(Tag(0x00181153), "DS", 4, b"NaN ", 0, False,
+                                               True)
+    assert "dx.exposure" not in extract_instance(ds, definition)
     ds.AcquisitionDate = "20260228"
     assert extract_instance(ds, definition)["series.acquisition_datetime"] == {
         "value": "2026-02-28T12:00:00", "source": "(0008,0022)+(0008,0032)"}
@@ -351,3 +355,27 @@ def test_datetime_parsing() -> None:
     assert iso_datetime("2014") is None
     assert iso_time("0815") == "08:15:00"
     assert iso_time("25") is None
+
+
+def test_every_testdata_file_extracts_without_error(definition: MdsDefinition) -> None:
+    """Third-party and broken files: extraction never raises and gives plain JSON values."""
+    import json
+    import warnings
+
+    count = 0
+    for path in sorted(TESTDATA.rglob("*")):
+        if not path.is_file():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            except Exception:
+                continue  # not readable at all: the importer rejects it before the MDS
+            mds = extract_instance(ds, definition)
+        json.dumps(mds, allow_nan=False)
+        for key, entry in mds.items():
+            assert key in definition.by_key
+            assert set(entry) == {"value", "source"} and entry["value"] is not None
+        count += 1
+    assert count >= 100

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -233,9 +234,12 @@ def convert(item: Item, value: Any, unit: str | None = None) -> Any:
     if kind == "datetime":
         return iso_datetime(value)
     if kind == "decimals":
-        return [_scaled(n, factor, item) for n in _numbers(value)]
+        numbers = _numbers(value)
+        if not all(math.isfinite(n) for n in numbers):
+            return None  # DS allows no NaN or infinity (PS3.5 6.2); not a value
+        return [_scaled(n, factor, item) for n in numbers]
     n = _as_number(value) * factor
-    if item.zero_is_missing and n == 0:
+    if not math.isfinite(n) or (item.zero_is_missing and n == 0):
         return None
     return _number_out(n, item, as_int=kind == "integer")
 
