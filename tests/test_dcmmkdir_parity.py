@@ -164,13 +164,17 @@ def _patched_testdata(out: Path, names: Iterable[str]) -> Path:
     return out
 
 
-def _dcmmkdir(src: Path, staging: Path, option: str) -> Dataset:
+def _dcmmkdir(src: Path, staging: Path, option: str, *, in_order: bool = False) -> Dataset:
     """DCMTK's pipeline: copy the files into a staging tree under conformant names, then
-    `dcmmkdir +r` in it."""
+    `dcmmkdir +r` in it (in_order: name the files in sorted order instead, as +r follows the
+    directory's own order)."""
     (staging / "DICOM").mkdir(parents=True)
+    names = []
     for i, path in enumerate(sorted(p for p in src.rglob("*") if p.is_file())):
-        shutil.copy(path, staging / "DICOM" / f"I{i:07d}")
-    done = run(["dcmmkdir", "+r", option, "DICOM"], cwd=staging)
+        names.append(f"DICOM/I{i:07d}")
+        shutil.copy(path, staging / names[-1])
+    done = run(["dcmmkdir", option, *names] if in_order else ["dcmmkdir", "+r", option, "DICOM"],
+               cwd=staging)
     assert done.returncode == 0, done.stdout + done.stderr
     return dcmread(staging / "DICOMDIR")
 
@@ -363,3 +367,33 @@ def test_gap_image_class_without_pixel_data(tmp_path: Path) -> None:
     _with_testdata(src, [NO_PIXEL_DX])
     reference = _dcmmkdir(src, tmp_path / "staging", "-Pgp")
     assert compare(reference, _ours(src, tmp_path / "out", "STD-GEN-CD")) == []
+
+
+def test_dvd_keys_from_any_object_below_where_dcmmkdir_takes_the_first(tmp_path: Path) -> None:
+    """Table H.3-2: PATIENT and SERIES keys are "required if present in any image object
+    below". When only the last image of a series carries Institution Name/Address and Patient's
+    Sex, our records have them; dcmmkdir -Pdv copies from the first file only."""
+    src = make_corpus(tmp_path / "src", "--patients", "1", "--studies", "1", "--series", "1",
+                      "--images", "3", "--rows", "64", "--cols", "64")
+    files = sorted(src.glob("*.dcm"))  # the order both tools get them in
+    for i, path in enumerate(files):
+        ds = dcmread(path)
+        for kw in ("InstitutionName", "InstitutionAddress", "PatientSex"):
+            if kw in ds:
+                delattr(ds, kw)
+        if i == len(files) - 1:
+            ds.InstitutionName, ds.InstitutionAddress = "LAST ONLY", "ELM STREET 1"
+            ds.PatientSex = "F"
+        ds.save_as(path)
+    ours = _ours(src, tmp_path / "out", "STD-GEN-DVD-JPEG")
+    reference = _dcmmkdir(src, tmp_path / "staging", "-Pdv", in_order=True)
+    assert compare(reference, ours) == []
+
+    def level(dicomdir: Dataset, rtype: str) -> Dataset:
+        (rec,) = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == rtype]
+        return rec
+
+    assert level(ours, "SERIES").InstitutionName == "LAST ONLY"
+    assert level(ours, "SERIES").InstitutionAddress == "ELM STREET 1"
+    assert level(ours, "PATIENT").PatientSex == "F"
+    assert "InstitutionName" not in level(reference, "SERIES")
