@@ -116,6 +116,8 @@ def test_statuses_and_obligations(corpus: Path, en: MdsDefinition) -> None:
     assert pt["series.patient_weight"]["value"] == 72.5
     assert ct["series.patient_weight"]["obligation"] == "optional"
     assert ct["series.patient_weight"]["status"] == "missing"
+    assert pt["series.patient_weight"]["condition"] == "mandatory if PT, else optional"
+    assert "condition" not in pt["series.modality"]
     assert pt["contrast.radiopharmaceutical_dose"]["value"] == 370.0
     assert pt["contrast.radiopharmaceutical_dose"]["unit"] == "MBq"
     assert ct["contrast.radiopharmaceutical_dose"]["status"] == "not-applicable"

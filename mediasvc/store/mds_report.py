@@ -99,6 +99,8 @@ def _entry(item: Item, definition: MdsDefinition, lang: str, obligation: str,
         "status": status,
         "obligation": obligation,
     }
+    if item.obligation.by_modality:
+        entry["condition"] = item.obligation.describe()  # e.g. "mandatory if PT, else optional"
     if item.note:
         entry["note"] = item.note
     return entry
