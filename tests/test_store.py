@@ -107,3 +107,26 @@ def test_store_list_text_and_filters(filled: Path) -> None:
     assert proc.stdout.count("series,") == 2 and study.study_uid in proc.stdout
     proc = mediasvc("store", "list", "--store", filled, "--patient-id", "NOBODY")
     assert "no studies" in proc.stdout
+
+
+def test_mds_stored_per_instance(filled: Path) -> None:
+    with Store.open(filled) as st:
+        for row in st.instances():
+            ds = pydicom.dcmread(row.path, stop_before_pixels=True)
+            assert row.mds["study.instance_uid"] == {"value": ds.StudyInstanceUID,
+                                                     "source": "(0020,000D)"}
+            assert row.mds["study.description"]["value"] == ds.StudyDescription
+
+
+def test_truncated_file_is_rejected(small_corpus: Path, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    good = sorted(small_corpus.rglob("*.dcm"))[:2]
+    (media / "OK").write_bytes(good[0].read_bytes())
+    (media / "CUT").write_bytes(good[1].read_bytes()[:-500])   # an early-ejected disc
+    with Store.open(tmp_path / "store") as st:
+        rep = import_media(st, media)
+        assert st.count_instances() == 1
+    outcome = {o.source: o for o in rep.outcomes}
+    assert outcome["OK"].status == "imported"
+    assert outcome["CUT"].status == "rejected" and "truncated" in outcome["CUT"].reason

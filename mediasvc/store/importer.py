@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import io
 import logging
 import time
@@ -34,13 +33,16 @@ from mediasvc.errors import FileSetError, InputError
 from mediasvc.fileset.reader import DirRecord, read_fileset
 from mediasvc.store import files, isoread
 from mediasvc.store.index import NewInstance, Store
+from mediasvc.store.mds import extract_instance
+from mediasvc.store.mds_def import load_definition
 from mediasvc.store.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # PS3.4 Annex B: the DICOMDIR's SOP class
-BATCH = 64            # rows per transaction
-BATCH_SECONDS = 1.0   # ... or at least once a second, so that a kill loses little work
+BATCH = 256                # files per durable batch and transaction
+BATCH_BYTES = 128 << 20    # ... or this many bytes
+BATCH_SECONDS = 1.0        # ... or at least once a second, so that a kill loses little work
 
 IMPORTED, DUPLICATE, CONFLICT, REJECTED = "imported", "duplicate", "conflict", "rejected"
 MISSING, REFUSED, UNREADABLE = "missing", "refused", "unreadable"
@@ -139,19 +141,14 @@ def _not_read_status(problem: str) -> str:
     return MISSING
 
 
-# -- the MDS hook ---------------------------------------------------------------------------
+# -- the minimum data set ---------------------------------------------------------------------
 
 def mds_extractor() -> Callable[[Dataset], dict[str, Any]]:
-    """Per-instance MDS extraction (mediasvc.store.mds, owned by the MDS work)."""
-    try:
-        mds = importlib.import_module("mediasvc.store.mds")
-    except ImportError:
-        # TODO(mds): until mediasvc/store/mds.py lands, instances are stored with an empty MDS.
-        return lambda ds: {}
-    definition = mds.load_definition()
+    """Per-instance MDS extraction (mediasvc.store.mds), the definition loaded once."""
+    definition = load_definition()
 
     def extract(ds: Dataset) -> dict[str, Any]:
-        return dict(mds.extract_instance(ds, definition))
+        return dict(extract_instance(ds, definition))
 
     return extract
 
@@ -162,12 +159,17 @@ def mds_extractor() -> Callable[[Dataset], dict[str, Any]]:
 class _Pending:
     item: NewInstance
     outcome: Outcome
-    future: Future[str]
+    tmp: Future[Path]
 
 
 class _Batch:
-    """Files being written (in a worker thread: write+fsync release the GIL, so parsing the
-    next file overlaps the disk wait) and their rows, committed together once all are on disk."""
+    """Files of a batch and their rows, made durable and committed together.
+
+    Per batch: tmp files written (by worker threads: the writes release the GIL, so parsing
+    the next file overlaps them), one flush to disk, renames to the content addresses, one more
+    flush (the directory entries), then one transaction for the rows. A kill at any moment
+    leaves tmp files or renamed files without rows, which recovery removes (index.py).
+    """
 
     def __init__(self, store: Store, import_id: int, label: str, fileset_id: str,
                  volume: str) -> None:
@@ -176,20 +178,27 @@ class _Batch:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-put")
         self.pending: list[_Pending] = []
         self.by_sop: dict[str, list[tuple[str, str, _Pending]]] = {}
+        self.bytes = 0
         self.since = time.monotonic()
 
     def put(self, data: bytes, item: NewInstance, outcome: Outcome) -> None:
-        fut = self.pool.submit(files.put_bytes, self.store.root, data, item.checksum)
+        fut = self.pool.submit(files.write_tmp, self.store.root, data)
         p = _Pending(item, outcome, fut)
         self.pending.append(p)
+        self.bytes += len(data)
         self.by_sop.setdefault(item.sop_uid, []).append((item.checksum, item.source_checksum, p))
-        if len(self.pending) >= BATCH or time.monotonic() - self.since > BATCH_SECONDS:
+        if (len(self.pending) >= BATCH or self.bytes >= BATCH_BYTES
+                or time.monotonic() - self.since > BATCH_SECONDS):
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            for p in self.pending:
-                p.future.result()   # the file is durable before its row exists
+            root = self.store.root
+            tmps = [p.tmp.result() for p in self.pending]
+            files.make_durable(root, tmps)
+            finals = [files.publish(root, t, p.item.checksum)
+                      for t, p in zip(tmps, self.pending, strict=True)]
+            files.make_durable(root, {(root / rel).parent for rel in finals})
             ids = self.store.add([p.item for p in self.pending], import_id=self.import_id,
                                  medium_label=self.label, fileset_id=self.fileset_id,
                                  volume=self.volume)
@@ -197,6 +206,7 @@ class _Batch:
                 p.outcome.instance_id = row_id
         self.pending.clear()
         self.by_sop.clear()
+        self.bytes = 0
         self.since = time.monotonic()
 
     def close(self) -> None:
@@ -262,15 +272,18 @@ def _import_one(store: Store, path: Path, outcome: Outcome, batch: _Batch,
     except OSError as exc:
         outcome.status, outcome.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
         return
+    buf = io.BytesIO(data)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        # The header only: the pixel data stays in ``data`` (parsing it would copy it, for
+        # nothing: pydicom does not check its length either, _truncated() does).
+        ds = pydicom.dcmread(buf, stop_before_pixels=True)
     except InvalidDicomError as exc:
         outcome.status, outcome.reason = REJECTED, f"not a DICOM file: {exc}"
         return
     except Exception as exc:  # pydicom raises many kinds on damaged input
         outcome.status, outcome.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
         return
-    reason = _unusable(ds)
+    reason = _unusable(ds) or _truncated(ds, len(data) - buf.tell())
     if reason:
         outcome.status, outcome.reason = REJECTED, reason
         return
@@ -290,13 +303,15 @@ def _import_one(store: Store, path: Path, outcome: Outcome, batch: _Batch,
             outcome.instance_id = p.outcome.instance_id
             return
     checksum = source_sum
-    if reconciler is not None and reconciler.active:
-        changed = reconciler.apply(ds, source=str(ds.get("InstitutionName", "") or ""))
-        if changed:
-            buf = io.BytesIO()
-            pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-            data = buf.getvalue()
+    if reconciler is not None and reconciler.identity_for(ds) is not None:
+        # Re-encode the whole file: the coerced header, the pixel data as it was.
+        full = pydicom.dcmread(io.BytesIO(data))
+        if reconciler.apply(full, source=str(full.get("InstitutionName", "") or "")):
+            out = io.BytesIO()
+            pydicom.dcmwrite(out, full, enforce_file_format=True)
+            data = out.getvalue()
             checksum = hashlib.sha256(data).hexdigest()
+            ds = full
     if known or in_batch:
         outcome.status = CONFLICT
         outcome.reason = (f"SOP Instance UID already stored with other content; both kept "
@@ -321,6 +336,27 @@ def _unusable(ds: Dataset) -> str:
     if missing:
         return f"no {', '.join(missing)}"
     return ""
+
+
+def _truncated(ds: Dataset, tail: int) -> str:
+    """Native (uncompressed) pixel data shorter than Rows x Columns x Samples x Frames x
+    Bits Allocated / 8 (PS3.5 8.1.1, PS3.3 C.7.6.3) means a truncated file: a damaged copy."""
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if tail <= 0 or "Rows" not in ds or ts not in _NATIVE:
+        return ""
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                    * frames * int(ds.get("BitsAllocated", 16) or 16) + 7) // 8
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    if tail < expected + 8:   # + the element header (8 or 12 bytes)
+        return f"truncated: pixel data has at most {max(tail - 8, 0)} of {expected} bytes"
+    return ""
+
+
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
 
 def _text(ds: Dataset, keyword: str) -> str:
