@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -105,46 +106,74 @@ def attribute_text(ds: Dataset, keyword: str) -> str:
     return text
 
 
-_FONTS: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
-
-
+@lru_cache(maxsize=32)
 def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if px not in _FONTS:
-        _FONTS[px] = ImageFont.load_default(size=px)
-    return _FONTS[px]
+    return ImageFont.load_default(size=px)
+
+
+@lru_cache(maxsize=256)
+def _corner_mask(text: str, corner: str, px: int) -> np.ndarray:
+    """255 glyphs, 128 outline, 0 elsewhere, on a patch just large enough for the text.
+    Cached: a film repeats the patient's name and ID on every box."""
+    font = _font(px)
+    left = corner.endswith("left")
+    spacing = max(1, px // 5)
+    align = "left" if left else "right"
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    bbox = probe.multiline_textbbox((0, 0), text, font=font, anchor="la", align=align,
+                                    stroke_width=1, spacing=spacing)
+    x0, y0, x1, y1 = (int(np.floor(bbox[0])), int(np.floor(bbox[1])), int(np.ceil(bbox[2])),
+                      int(np.ceil(bbox[3])))
+    size = (x1 - min(x0, 0) + 2, y1 - min(y0, 0) + 2)
+    origin = (1 - min(x0, 0), 1 - min(y0, 0))
+    layers = []
+    for stroke in (0, 1):
+        img = Image.new("L", size, 0)
+        draw = ImageDraw.Draw(img)
+        draw.fontmode = "1"
+        draw.multiline_text(origin, text, font=font, fill=255, anchor="la", align=align,
+                            stroke_width=stroke, stroke_fill=255, spacing=spacing)
+        layers.append(np.asarray(img))
+    # Thresholding makes the result exact: Pillow anti-aliases strokes even in fontmode "1".
+    mask = np.where(layers[1] >= 128, _STROKE, 0).astype(np.uint8)
+    mask[layers[0] >= 128] = _FILL
+    mask.setflags(write=False)  # shared by the cache
+    return mask
 
 
 def text_mask(width: int, height: int, texts: dict[str, str], size: float) -> np.ndarray:
     """A uint8 mask of the box: 255 text, 128 outline, 0 elsewhere (no grey levels)."""
-    px = max(8, round(height * size))
-    margin = max(2, px // 3)
-    glyphs = Image.new("L", (width, height), 0)
-    outline = Image.new("L", (width, height), 0)
-    font = _font(px)
-    for img, stroke in ((glyphs, 0), (outline, 1)):
-        draw = ImageDraw.Draw(img)
-        draw.fontmode = "1"
-        for corner, text in texts.items():
-            left = corner.endswith("left")
-            top = corner.startswith("top")
-            x = margin if left else width - margin
-            y = margin if top else height - margin
-            anchor = ("l" if left else "r") + ("a" if top else "d")
-            draw.multiline_text((x, y), text, font=font, fill=255, anchor=anchor,
-                                align="left" if left else "right", stroke_width=stroke,
-                                stroke_fill=255, spacing=max(1, px // 5))
-    # Thresholding makes the result exact: Pillow anti-aliases strokes even in fontmode "1".
-    mask = np.where(np.asarray(outline) >= 128, _STROKE, 0).astype(np.uint8)
-    mask[np.asarray(glyphs) >= 128] = _FILL
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for _corner, y, x, patch in _patches(width, height, texts, size):
+        region = mask[y:y + patch.shape[0], x:x + patch.shape[1]]
+        np.maximum(region, patch[:region.shape[0], :region.shape[1]], out=region)
     return mask
 
 
-def burn_in(box: np.ndarray, texts: dict[str, str], size: float, white: int) -> np.ndarray:
-    """Burn the texts into a box (rows x cols, or rows x cols x 3), white on a black outline."""
-    if not texts:
-        return box
-    mask = text_mask(box.shape[1], box.shape[0], texts, size)
-    out = box.copy()
-    out[mask == _STROKE] = 0
-    out[mask == _FILL] = white
+def _patches(width: int, height: int, texts: dict[str, str],
+             size: float) -> list[tuple[str, int, int, np.ndarray]]:
+    """(corner, top, left, patch) for every text, clipped to the box."""
+    px = max(8, round(height * size))
+    margin = max(2, px // 3)
+    out = []
+    for corner, text in texts.items():
+        patch = _corner_mask(text, corner, px)
+        ph, pw = patch.shape
+        x = margin if corner.endswith("left") else width - margin - pw
+        y = margin if corner.startswith("top") else height - margin - ph
+        if x < 0:
+            patch, x = patch[:, -x:], 0
+        if y < 0:
+            patch, y = patch[-y:, :], 0
+        out.append((corner, y, x, patch[:height - y, :width - x]))
     return out
+
+
+def burn_in(box: np.ndarray, texts: dict[str, str], size: float, white: int) -> np.ndarray:
+    """Burn the texts into a box (rows x cols, or rows x cols x 3), white on a black outline.
+    Only the corner patches are touched (the box is modified in place and returned)."""
+    for _corner, y, x, patch in _patches(box.shape[1], box.shape[0], texts, size):
+        region = box[y:y + patch.shape[0], x:x + patch.shape[1]]
+        region[patch == _STROKE] = 0
+        region[patch == _FILL] = white
+    return box
