@@ -364,8 +364,11 @@ def _entity_node(index: dict[str, Node], key: str, siblings: list[Node], rec: Da
 
 def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                     profile: MediaProfile, result: FileSetResult, *, link: str = "copy",
-                    workers: int | None = None) -> None:
-    """Place new instances under out/DICOM/ and add their records to ``tree``."""
+                    workers: int | None = None,
+                    before_copy: Callable[[list[tuple[str, ...]]], None] | None = None
+                    ) -> None:
+    """Place new instances under out/DICOM/ and add their records to ``tree``.
+    ``before_copy`` is told the File IDs about to be written (an Updater journals them)."""
     patients: dict[str, _Group] = {}
     singles: list[SourceInstance] = []
     for inst in instances:
@@ -391,6 +394,8 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                 rdir = alloc.directory(("R", ruid), sdir, "SE", tree.dirs.get(("R", ruid)))
                 jobs += [(inst, alloc.file(rdir)) for inst in rg.insts]
     jobs += [(inst, alloc.file(("DICOM", "OTHER"))) for inst in singles]
+    if before_copy is not None:
+        before_copy([comps for _, comps in jobs])
     for folder in {comps[:-1] for _, comps in jobs}:
         out.joinpath(*folder).mkdir(parents=True, exist_ok=True)
 

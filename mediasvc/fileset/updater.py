@@ -9,6 +9,11 @@
   leaves files that nothing references (which `fileset verify` reports and `compact` clears),
   never records pointing at missing files.
 - compact: rewrite the DICOMDIR without the inactive records.
+
+An add that is killed after copying files but before its DICOMDIR leaves files nothing
+references. Their File IDs were journaled first (JOURNAL, fsynced), so the next update of the
+medium deletes exactly those that the DICOMDIR does not reference, and nothing else: files a
+user put there are never touched.
 """
 
 from __future__ import annotations
@@ -38,6 +43,33 @@ from mediasvc.fileset.reader import DirRecord, read_fileset
 from mediasvc.profiles import MediaProfile, media_profile
 
 log = logging.getLogger(__name__)
+
+JOURNAL = ".mediasvc-pending"
+
+
+def _journal(root: Path, file_ids: list[tuple[str, ...]]) -> None:
+    path = root / JOURNAL
+    with path.open("w", encoding="ascii") as fh:
+        fh.write("".join("\\".join(c) + "\n" for c in file_ids))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _recover(root: Path, referenced: set[tuple[str, ...]]) -> None:
+    """Undo what a killed update left: unreferenced journaled files, DICOMDIR temp files."""
+    for tmp in root.glob(".DICOMDIR.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    path = root / JOURNAL
+    if not path.exists():
+        return
+    doomed = []
+    for line in path.read_text(encoding="ascii").splitlines():
+        comps = tuple(line.split("\\"))
+        if comps and comps not in referenced and comps[0] == "DICOM" and ".." not in comps:
+            doomed.append(root.joinpath(*comps))
+    _delete(doomed, root)
+    path.unlink()
+    log.info("removed %d files left by an interrupted update", len(doomed))
 
 
 @dataclass
@@ -85,6 +117,7 @@ def _load(media: Path) -> _Loaded:
         return node
 
     tree.roots = [convert(r, ()) for r in listing.roots]
+    _recover(loaded.root, {tuple(r.file_id) for _, r in listing.walk() if r.file_id})
     # Files present but unreferenced must not be overwritten by new File IDs either.
     dicom_dir = loaded.root / "DICOM"
     if dicom_dir.is_dir():
@@ -158,8 +191,9 @@ def add_files(media: Path, files: Sequence[Path], profile: MediaProfile | None =
         new.append(inst)
     if new:
         write_instances(loaded.tree, new, loaded.root, prof, result, link=link,
-                        workers=workers)
+                        workers=workers, before_copy=lambda ids: _journal(loaded.root, ids))
         finish(loaded.root, loaded.tree, loaded.fileset_id, loaded.media_uid)
+        (loaded.root / JOURNAL).unlink(missing_ok=True)
         log.info("file-set %s: %d instances added", loaded.fileset_id,
                  result.count("placed") + result.count("transcoded"))
     return result
