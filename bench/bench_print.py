@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -117,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         assert len(files) == 20
         pid = start_dcmprscp(work / "dcmprscp", args.port)
         try:
-            printer = adhoc_printer(f"PRINTRIG@127.0.0.1:{args.port}")
-            printer = type(printer)(**{**printer.__dict__, "dpi": 320})
-            from dataclasses import replace
+            printer = replace(adhoc_printer(f"PRINTRIG@127.0.0.1:{args.port}"), dpi=320)
             layout = replace(film_layout("ct-4x5"), bits=args.bits)
             matrix = printer.film_matrix(layout.film_size, layout.orientation)
             opts = RenderOptions.from_layout(layout, text="BENCH")
@@ -141,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows["send"].append(t3 - t2)
                 rows["total"].append(t3 - t0)
                 rows["bare"].append(bare_send(args.port, items))
+        except Exception:
+            log = work / "dcmprscp" / "log" / "dcmprscp.out"
+            print("dcmprscp log (tail):\n" + "\n".join(log.read_text().splitlines()[-15:]))
+            raise
         finally:
             os.kill(pid, signal.SIGTERM)
         med = {k: statistics.median(v) for k, v in rows.items()}
