@@ -190,6 +190,10 @@ def test_reextract_gives_the_same_values(imported: dict[str, Any],
 def test_errors(imported: dict[str, Any]) -> None:
     rc, out, err = mds(imported, "--study-uid", "1.2.3.4")
     assert rc == 2 and "no study 1.2.3.4 in the store" in err
+    rc, out, err = mds(imported, "--lang", "de")
+    assert rc == 2 and "no labels in language 'de' (languages: en, fr)" in err
+    rc, out, err = mds(imported, "--variant", "de")
+    assert rc == 2 and "no MDS variant 'de' (variants: en, fr)" in err
     r = mediasvc("mds", "--store", imported["base"] / "nowhere")
     assert r.returncode == 2 and "no store here" in r.stderr
     assert not (imported["base"] / "nowhere").exists()

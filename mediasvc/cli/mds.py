@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
     p.add_argument("--study-uid", metavar="UID", help="only this Study Instance UID")
     p.add_argument("--format", choices=("json", "csv"), default="json",
                    help="output format (default: json)")
-    p.add_argument("--lang", choices=("en", "fr"), default="en", help="labels (default: en)")
+    # Not argparse choices: the languages are those of the definition (data).
+    p.add_argument("--lang", metavar="LANG", default="en",
+                   help="language of the labels: en (default), fr")
     p.add_argument("--variant", metavar="NAME", default=None,
                    help="whose obligations: the English (en) or French (fr) table; "
                    "default: the --lang")
@@ -43,7 +45,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    definition = load_definition(args.definition, args.variant or args.lang)
+    definition = load_definition(args.definition)
+    if args.lang not in definition.languages:
+        raise UsageError(f"no labels in language {args.lang!r} (languages: "
+                         f"{', '.join(definition.languages)})")
+    variant = args.variant or (args.lang if args.lang in definition.variants else None)
+    if variant is not None and variant != definition.variant:
+        definition = load_definition(args.definition, variant)
     root = Path(args.store or default_store())
     if not (root / INDEX).is_file():
         # Store.open would create an empty store: for a report, a wrong path is a usage error.
