@@ -60,8 +60,8 @@ class Service:
     # -- process ----------------------------------------------------------------------------
     def start(self, *, wait_ready: bool = True, timeout: float = 60) -> Service:
         sock_path = self.root.parent / f".{self.root.name}-notify.sock"
-        sock_path.unlink(missing_ok=True)
         if self._sock is None:
+            sock_path.unlink(missing_ok=True)
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.bind(str(sock_path))
             self._sock.settimeout(0.2)
