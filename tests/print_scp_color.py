@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import sys
 import threading
+from io import BytesIO
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import (
     BasicColorPrintManagementMeta,
     BasicGrayscalePrintManagementMeta,
@@ -57,7 +60,8 @@ class PrintSCP:
                  film_sizes: tuple[str, ...] = ("14INX17IN", "8INX10IN", "A4"),
                  printer_status: str = "NORMAL", printer_status_info: str = "NORMAL",
                  color: bool = True, grayscale: bool = True,
-                 film_box_limit: int | None = None) -> None:
+                 film_box_limit: int | None = None,
+                 event_report: tuple[int, int, str] | None = None) -> None:
         self.port = port
         self.ae_title = ae_title
         self.film_sizes = set(film_sizes)
@@ -66,6 +70,10 @@ class PrintSCP:
         self.color, self.grayscale = color, grayscale
         # Film boxes accepted before answering 0xC602 "print queue full" (None: no limit).
         self.film_box_limit = film_box_limit
+        # (film box number, event type 1/2/3, Printer Status Info): a Printer N-EVENT-REPORT
+        # sent to the SCU while that film box is created (PS3.4 H.4.6.1.1).
+        self.event_report = event_report
+        self.film_box_count = 0
         self.sessions: dict[str, Dataset] = {}
         self.film_boxes: dict[str, dict[str, Any]] = {}
         self.image_boxes: dict[str, tuple[str, int]] = {}  # uid -> (film box uid, position)
@@ -132,6 +140,9 @@ class PrintSCP:
                 status.Status = 0xC602
                 status.ErrorComment = "print queue full"
                 return status, None
+            self.film_box_count += 1
+            if self.event_report and self.event_report[0] == self.film_box_count:
+                self._send_event_report(event, self.event_report[1], self.event_report[2])
             n = boxes_in(str(attrs.ImageDisplayFormat))
             box_class = COLOR_BOX if meta == COLOR_META else GRAY_BOX
             refs = []
@@ -148,6 +159,22 @@ class PrintSCP:
             out.AffectedSOPInstanceUID = uid
             return 0x0000, out
         return 0x0118, None  # No such SOP class
+
+    def _send_event_report(self, event: Any, event_type: int, info: str) -> None:
+        """Send the N-EVENT-REPORT-RQ without waiting for its response: a handler runs in the
+        association's reactor thread, so pynetdicom's blocking send_n_event_report cannot be
+        used here; the SCU's response is then ignored by this SCP."""
+        ds = Dataset()
+        ds.PrinterStatusInfo = info
+        ts = event.context.transfer_syntax
+        req = N_EVENT_REPORT()
+        req.MessageID = 900 + self.film_box_count
+        req.AffectedSOPClassUID = PRINTER
+        req.AffectedSOPInstanceUID = "1.2.840.10008.5.1.1.17"
+        req.EventTypeID = event_type
+        req.EventInformation = BytesIO(encode(ds, ts.is_implicit_VR, ts.is_little_endian))
+        self.requests.append(f"N-EVENT-REPORT {event_type}")
+        event.assoc.dimse.send_msg(req, event.context.context_id)
 
     def _n_set(self, event: Any) -> tuple[int, Dataset | None]:
         req = event.request

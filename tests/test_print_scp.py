@@ -373,6 +373,38 @@ def test_printer_warning_is_reported(color_scp: PrintSCP, corpus: list[str],
     assert result.warnings == ["printer status WARNING (SUPPLY LOW)"]
 
 
+def test_printer_event_report_warning_is_reported(corpus: list[str],
+                                                  printers: dict[str, Printer]) -> None:
+    scp = PrintSCP(11300, event_report=(1, 2, "SUPPLY LOW")).start()
+    try:
+        result = print_request(PrintRequest(files=(corpus[0],), format="STANDARD\\1,1"),
+                               printers["color"])
+    finally:
+        scp.stop()
+    assert result.films == 1 and len(scp.printed) == 1
+    assert result.events == ["printer status WARNING: SUPPLY LOW"]
+    assert "printer status WARNING: SUPPLY LOW" in result.warnings
+
+
+def test_queue_printer_failure_event_stops_then_resumes(tmp_path: Path, corpus: list[str],
+                                                        printers: dict[str, Printer]) -> None:
+    queue = make_queue(tmp_path, printers)
+    scp = PrintSCP(11300, event_report=(2, 3, "FILM JAM")).start()
+    try:
+        job = queue.submit(PrintRequest(files=tuple(corpus[:2]), format="STANDARD\\1,1"),
+                           "color")
+        [ran] = queue.run_pending()
+        assert ran.state == State.RETRYING
+        assert "stopped the job: printer status FAILURE: FILM JAM" in (ran.error or "")
+        assert ran.steps["films_printed"] == 1 and len(scp.printed) == 1
+        scp.event_report = None
+        [ran] = queue.run_pending()
+        assert ran.id == job.id and ran.state == State.DONE
+        assert len(scp.printed) == 2  # the second film only
+    finally:
+        scp.stop()
+
+
 # -- the print queue: faults keep the job queued until the printer comes back -----------------
 
 def make_queue(tmp_path: Path, printers: dict[str, Printer]) -> PrintQueue:

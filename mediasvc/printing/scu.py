@@ -203,9 +203,6 @@ class _Session:
     def check(self, op: str, status: Dataset, sent: Dataset | None = None) -> None:
         """Turn a response status into a warning (recorded) or a PrintError (raised)."""
         p = self.printer
-        if self.stop_reason:
-            raise PeerError(f"printer {p.label} stopped the job: "
-                            f"{self.stop_reason}", transient=True)
         if "Status" not in status:
             raise PeerError(f"printer {p.label}: no response to {op} (association "
                             "aborted or DIMSE timeout)", transient=True)
@@ -229,6 +226,12 @@ class _Session:
             text += f"; not named by the printer, the request had: {_describe(sent)}"
         raise PrintError(f"printer {p.label} refused the film: {text}",
                          transient=code in TRANSIENT_FAILURES)
+
+    def check_events(self) -> None:
+        """Stop before the next film or print action after a Printer FAILURE event report."""
+        if self.stop_reason:
+            raise PeerError(f"printer {self.printer.label} stopped the job: {self.stop_reason}",
+                            transient=True)
 
     def _named_attributes(self, status: Dataset) -> str:
         tags: Any = status.get("AttributeIdentifierList")
@@ -355,10 +358,13 @@ def _run(s: _Session, layout: FilmLayout, films: Sequence[Film], label: str,
     session_uid = s.created_uid()
     try:
         for number, film in enumerate(films, 1):
+            s.check_events()
             _print_film(s, layout, film, session_uid)
             result.films += 1
             result.images += len(film.boxes)
             progress(f"film {number}/{len(films)} printed")
+        if s.stop_reason:  # after the last print action: the films were accepted
+            result.warnings.append(f"after printing: {s.stop_reason}")
     finally:
         if s.assoc is not None and s.a.is_established:
             status = a.send_n_delete(FILM_SESSION, session_uid, msg_id=s.next_id(),
@@ -382,6 +388,7 @@ def _print_film(s: _Session, layout: FilmLayout, film: Film, session_uid: str) -
         raise PrintError(f"printer {s.printer.name}: the film box has {len(refs)} image boxes, "
                          f"{len(film.boxes)} needed")
     seq = "BasicColorImageSequence" if meta == COLOR_META else "BasicGrayscaleImageSequence"
+    s.check_events()
     for position, (item, box) in enumerate(zip(refs, film.boxes, strict=False), 1):
         ib = Dataset()
         ib.ImageBoxPosition = position
@@ -391,6 +398,7 @@ def _print_film(s: _Session, layout: FilmLayout, film: Film, session_uid: str) -
         status, _ = a.send_n_set(ib, item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID,
                                  msg_id=s.next_id(), meta_uid=meta)
         s.check(f"N-SET Image Box {position}", status)
+    s.check_events()
     status, _ = a.send_n_action(None, 1, FILM_BOX, box_uid, msg_id=s.next_id(), meta_uid=meta)
     s.check("N-ACTION Print Film Box", status)
     status = a.send_n_delete(FILM_BOX, box_uid, msg_id=s.next_id(), meta_uid=meta)
