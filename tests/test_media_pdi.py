@@ -143,3 +143,23 @@ def test_label_settings_file(tmp_path: Path) -> None:
     bad.write_text('[fields]\nPATIENT_NAM = "x"\n')
     with pytest.raises(ConfigError, match=r"bad\.toml: fields\.PATIENT_NAM.*unknown label field"):
         load_label_settings(bad)
+
+
+def test_volume_from_instances_matches_the_dicomdir(small_corpus: Path, tmp_path: Path) -> None:
+    from mediasvc.fileset.creator import scan_sources, write_fileset
+    from mediasvc.media.pdi import volume_from_instances
+    from mediasvc.profiles import media_profile
+
+    profile = media_profile("STD-GEN-CD")
+    scan = scan_sources([small_corpus], profile, workers=1)
+    result = write_fileset(scan.instances, tmp_path / "v", profile, fileset_id="X", workers=1)
+    file_ids = {v.sop_instance_uid: v.file_id for v in result.verdicts if v.file_id}
+    fast = volume_from_instances(scan.instances, file_ids)
+    read = read_volume(tmp_path / "v")
+
+    def shape(vol: VolumeInfo) -> object:
+        return sorted((p.patient_id, p.name, s.uid, s.date, s.description, r.uid, r.modality,
+                       r.number, sorted(r.files))
+                      for p in vol.patients for s in p.studies for r in s.series)
+
+    assert shape(fast) == shape(read) and fast.instance_count == 12

@@ -13,6 +13,7 @@ from typing import Any
 
 from mediasvc.errors import UsageError
 from mediasvc.media.burners import Backend, BurnJob, CopyResult
+from mediasvc.media.iso import fileset_id_of
 from mediasvc.media.labels import LabelSettings, label_fields, load_label_settings
 from mediasvc.media.pdi import SiteInfo, read_volume
 from mediasvc.media.staging import has_web_content, volumes_of
@@ -45,15 +46,17 @@ def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = Fal
     site = site or SiteInfo()
     report = BurnReport(backend.describe())
     for number, root in enumerate(volumes, start=1):
-        info = read_volume(root)
-        web = has_web_content(root)
-        label = label_fields(info, site, web=web, number=number, count=len(volumes),
-                             settings=settings)
+        label: dict[str, str] = {}
+        if getattr(backend, "prints_labels", False):
+            # Only a publisher prints labels; the others need not parse the whole DICOMDIR.
+            info = read_volume(root)
+            label = label_fields(info, site, web=has_web_content(root), number=number,
+                                 count=len(volumes), settings=settings)
         job = BurnJob(root, copies=copies, verify=verify, number=number, count=len(volumes),
                       label=label, label_template=settings.template, timeout=timeout)
-        log.info("burning volume %d of %d (%s, %d instances) to %s", number, len(volumes),
-                 info.fileset_id, info.instance_count, backend.describe())
+        log.info("burning volume %d of %d (%s) to %s", number, len(volumes), root,
+                 backend.describe())
         results = backend.burn(job)
         report.volumes.append({"volume": number, "staging": str(root),
-                               "fileset_id": info.fileset_id, "copies": results})
+                               "fileset_id": fileset_id_of(root), "copies": results})
     return report

@@ -57,12 +57,16 @@ def volume_id(fileset_id: str) -> str:
 
 
 def fileset_id_of(root: Path) -> str:
-    """File-set ID (0004,1130) of ROOT/DICOMDIR, read without the directory records."""
-    import pydicom  # local: only needed when no volume id was given
+    """File-set ID (0004,1130) of ROOT/DICOMDIR. Reading stops right after it: the directory
+    records that follow can be megabytes (PS3.3 F.3: File-set ID precedes them)."""
+    from pydicom.filereader import read_partial  # local: only needed without a volume id
+
+    def past_fileset_id(tag: int, _vr: str | None, _length: int) -> bool:
+        return tag > 0x00041130
 
     try:
-        ds = pydicom.dcmread(root / "DICOMDIR", stop_before_pixels=True,
-                             specific_tags=["FileSetID"])
+        with open(root / "DICOMDIR", "rb") as fh:
+            ds = read_partial(fh, stop_when=past_fileset_id)
     except Exception as exc:  # noqa: BLE001 - any read failure means: not a staging tree
         raise MediaError(f"{root}: no readable DICOMDIR at the root: {exc}") from exc
     return str(ds.get("FileSetID", "") or "")

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -155,6 +156,46 @@ def read_volume(root: Path) -> VolumeInfo:
                         continue
                     parts = [fid] if isinstance(fid, str) else list(fid)
                     series.files.append(tuple(str(p) for p in parts))
+    return vol
+
+
+def volume_from_instances(instances: Sequence[Any], file_ids: dict[str, str]) -> VolumeInfo:
+    """The same tree as read_volume, from the File-set Creator's SourceInstances (their
+    directory keys) and the File IDs it assigned: no need to parse the DICOMDIR just written.
+    ``file_ids``: SOP Instance UID -> 'DICOM\\PA000001\\...' of every placed instance."""
+    def key(inst: Any, level: str, keyword: str) -> str:
+        elem = inst.keys.get(level, {}).get(keyword)
+        value = None if elem is None else elem.value
+        return "" if value is None else str(value).strip()
+
+    vol = VolumeInfo(fileset_id="")
+    patients: dict[str, PatientInfo] = {}
+    studies: dict[str, StudyInfo] = {}
+    series_by_uid: dict[str, SeriesInfo] = {}
+    for inst in instances:
+        file_id = file_ids.get(inst.sop_instance_uid)
+        if file_id is None or inst.single_level:
+            continue
+        patient = patients.get(inst.patient_id)
+        if patient is None:
+            patient = patients[inst.patient_id] = PatientInfo(
+                key(inst, "PATIENT", "PatientName"), inst.patient_id,
+                key(inst, "PATIENT", "PatientBirthDate"), key(inst, "PATIENT", "PatientSex"))
+            vol.patients.append(patient)
+        study = studies.get(inst.study_uid)
+        if study is None:
+            study = studies[inst.study_uid] = StudyInfo(
+                inst.study_uid, key(inst, "STUDY", "StudyDate"), key(inst, "STUDY", "StudyTime"),
+                key(inst, "STUDY", "StudyDescription"), key(inst, "STUDY", "AccessionNumber"),
+                key(inst, "STUDY", "StudyID"))
+            patient.studies.append(study)
+        series = series_by_uid.get(inst.series_uid)
+        if series is None:
+            series = series_by_uid[inst.series_uid] = SeriesInfo(
+                inst.series_uid, inst.modality, key(inst, "SERIES", "SeriesNumber"),
+                key(inst, "SERIES", "SeriesDescription"))
+            study.series.append(series)
+        series.files.append(tuple(file_id.split("\\")))
     return vol
 
 

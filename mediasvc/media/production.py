@@ -34,7 +34,14 @@ from mediasvc.fileset.creator import (
     write_fileset,
 )
 from mediasvc.media.iso import LEVEL1_DIR, LEVEL1_FILE, level1_problems, tree_size
-from mediasvc.media.pdi import SiteInfo, VolumeContext, VolumeInfo, read_volume, write_root_files
+from mediasvc.media.pdi import (
+    SiteInfo,
+    VolumeContext,
+    VolumeInfo,
+    read_volume,
+    volume_from_instances,
+    write_root_files,
+)
 from mediasvc.media.spanning import VOLUME_RESERVE, Item, Plan, plan_volumes
 from mediasvc.media.staging import volume_dir_name
 from mediasvc.media.web import ESTIMATED_BYTES_PER_IMAGE, write_web_content
@@ -84,6 +91,9 @@ class ProductionReport:
             "counts": {s: self.count(s) for s in ("placed", "transcoded", "duplicate",
                                                   "rejected")},
             "rejected": [v.to_json() for v in self.verdicts if v.status == "rejected"],
+            # Every input file's verdict, whatever volume it went to (the lead's tests and
+            # scripts read this).
+            "files": [v.to_json() for v in self.verdicts],
         }
 
 
@@ -184,7 +194,18 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
                                link=link, workers=workers)
         report.volumes.append(VolumeReport(vol.number, root, fsid, result))
 
-    infos: list[VolumeInfo] = [read_volume(v.root) for v in report.volumes]
+    # What each volume holds, for README/INDEX: with web content from the DICOMDIR just
+    # written (the pages show keys the profile may not carry); else from the creator's data.
+    infos: list[VolumeInfo] = []
+    for vol, vrep in zip(plan.volumes, report.volumes, strict=True):
+        if web:
+            infos.append(read_volume(vrep.root))
+            continue
+        file_ids = {v.sop_instance_uid: v.file_id for v in vrep.result.verdicts
+                    if v.status in ("placed", "transcoded") and v.file_id}
+        info = volume_from_instances([i.ref for i in vol.items], file_ids)
+        info.fileset_id = vrep.fileset_id
+        infos.append(info)
     for vrep, info in zip(report.volumes, infos, strict=True):
         links: dict[str, str] | None = None
         if web:

@@ -66,6 +66,7 @@ class PublisherBackend:
     """Common hot-folder logic; subclasses say how a job file reads."""
 
     kind = "publisher"
+    prints_labels = True
     lifecycle = Lifecycle(".JRQ", ".QRJ", ".INP", ".DON", ".ERR")
     poll = 0.2
 

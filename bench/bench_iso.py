@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Benchmark: source folder -> ISO image, against `cat` of the same files into one file.
+
+    python bench/bench_iso.py [--workdir /var/tmp] [--rounds 3] [--keep]
+
+Generates 2,000 instances of 512x512 CT (about 1 GB; make_corpus --rows 512 --cols 512
+--patients 2 --studies 1 --series 10 --images 100) in a temp folder outside the repository,
+then times, in the same run and alternately:
+
+  cat       cat SRC/*.dcm > ONE_FILE                                  (the reference)
+  mediasvc  mediasvc export SRC --profile STD-GEN-DVD-JPEG --out STAGE    (hard links)
+            mediasvc burn STAGE --to iso:IMAGE                        (xorriso, -map)
+
+both from a warm page cache, each starting with no dirty data (sync before each timed run,
+untimed), both writing into the same file system. Prints each round, the median ratio and the
+machine's load average (the machine is shared: a loaded run says so).
+Target (issue 3): ratio <= 1.6, aim 1.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
+
+
+def timed(cmd: list[str], **kw: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def settle() -> None:
+    """No dirty pages left over from an earlier step to be flushed during the next one."""
+    os.sync()
+    time.sleep(0.5)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--images", type=int, default=100, help="per series (10 series, 2 pts)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="mediasvc-bench-iso-", dir=args.workdir))
+    try:
+        src = tmp / "src"
+        t = timed([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(src),
+                   "--rows", "512", "--cols", "512", "--patients", "2", "--studies", "1",
+                   "--series", "10", "--images", str(args.images), "--modalities", "CT"],
+                  stdout=subprocess.DEVNULL)
+        files = sorted(str(p) for p in src.glob("*.dcm"))
+        total = sum(os.stat(f).st_size for f in files)
+        print(f"corpus: {len(files)} files, {total / 1e9:.2f} GB (generated in {t:.0f} s) "
+              f"in {src}")
+        settle()
+        subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # warm cache
+
+        ratios: list[float] = []
+        for n in range(1, args.rounds + 1):
+            one = tmp / "cat.out"
+            settle()
+            with one.open("wb") as fh:
+                t_cat = timed(["cat", *files], stdout=fh)
+            one.unlink()
+
+            stage, image = tmp / "stage", tmp / "disc.iso"
+            settle()
+            load = os.getloadavg()[0]
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            t_export = timed([sys.executable, "-m", "mediasvc", "-q", "export", str(src),
+                              "--profile", "STD-GEN-DVD-JPEG", "--out", str(stage),
+                              "--fileset-id", "BENCH", "--link", "hardlink"],
+                             stdout=subprocess.DEVNULL, env=env)
+            t_burn = timed([sys.executable, "-m", "mediasvc", "-q", "burn", str(stage),
+                            "--to", f"iso:{image}"], stdout=subprocess.DEVNULL, env=env)
+            size = image.stat().st_size
+            shutil.rmtree(stage)
+            image.unlink()
+            t_ms = t_export + t_burn
+            ratio = t_ms / t_cat
+            ratios.append(ratio)
+            print(f"round {n}: cat {t_cat:.2f} s | mediasvc {t_ms:.2f} s (export {t_export:.2f}"
+                  f" + burn {t_burn:.2f}) | image {size / 1e9:.2f} GB | ratio {ratio:.2f} "
+                  f"| load {load:.2f}")
+        print(f"median ratio mediasvc/cat: {statistics.median(ratios):.2f} "
+              f"(best {min(ratios):.2f}; target <= 1.6, aim 1.3); load average now "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
