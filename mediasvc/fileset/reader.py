@@ -41,7 +41,8 @@ from pydicom import config as pydicom_config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.tag import Tag
+from pydicom.filereader import read_partial
+from pydicom.tag import BaseTag, Tag
 
 from mediasvc.errors import FileSetError, UnsafePathError
 from mediasvc.fileset.fileid import resolve_file_id, split_file_id
@@ -445,11 +446,18 @@ def _prune_inactive(records: list[DirRecord]) -> list[DirRecord]:
 
 # --- scanning the media when there is no usable DICOMDIR -------------------------------------
 
-_SCAN_TAGS = [Tag(k) for k in (
+_SCAN_TAGS: list[BaseTag | int] = [Tag(k) for k in (
     "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID",
     "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
     "StudyDescription", "AccessionNumber", "StudyID", "Modality", "SeriesInstanceUID",
     "SeriesNumber", "SeriesDescription", "InstanceNumber", "Rows")]
+_LAST_SCAN_TAG = max(_SCAN_TAGS)
+
+
+def _after_scan_tags(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return bool(tag > _LAST_SCAN_TAG)  # the header beyond Rows is not needed: stop reading
+
+
 _PATIENT_KEYS = ("SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDate",
                  "PatientSex")
 _STUDY_KEYS = ("SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber",
@@ -500,7 +508,8 @@ def scan_media(root: Path, skip: Path | None = None) -> FileSetListing:
         if skip is not None and path == skip:
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SCAN_TAGS)
+            with open(path, "rb") as fp:
+                ds = read_partial(fp, stop_when=_after_scan_tags, specific_tags=_SCAN_TAGS)
         except InvalidDicomError:
             continue  # not a DICOM Part 10 file: README.TXT, INDEX.HTM, viewers
         except Exception as exc:  # pydicom raises many kinds on broken input; none may escape
