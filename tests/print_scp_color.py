@@ -61,7 +61,8 @@ class PrintSCP:
                  printer_status: str = "NORMAL", printer_status_info: str = "NORMAL",
                  color: bool = True, grayscale: bool = True,
                  film_box_limit: int | None = None,
-                 event_report: tuple[int, int, str] | None = None) -> None:
+                 event_report: tuple[int, int, str] | None = None,
+                 ssl_context: Any = None) -> None:
         self.port = port
         self.ae_title = ae_title
         self.film_sizes = set(film_sizes)
@@ -74,6 +75,7 @@ class PrintSCP:
         # sent to the SCU while that film box is created (PS3.4 H.4.6.1.1).
         self.event_report = event_report
         self.film_box_count = 0
+        self.ssl_context = ssl_context  # TLS (PS3.15 Basic TLS Secure Transport) when set
         self.sessions: dict[str, Dataset] = {}
         self.film_boxes: dict[str, dict[str, Any]] = {}
         self.image_boxes: dict[str, tuple[str, int]] = {}  # uid -> (film box uid, position)
@@ -95,7 +97,7 @@ class PrintSCP:
                     (evt.EVT_N_SET, self._n_set), (evt.EVT_N_ACTION, self._n_action),
                     (evt.EVT_N_DELETE, self._n_delete), (evt.EVT_ESTABLISHED, self._est)]
         self._server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                       evt_handlers=handlers)
+                                       evt_handlers=handlers, ssl_context=self.ssl_context)
         return self
 
     def stop(self) -> None:

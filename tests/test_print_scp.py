@@ -405,6 +405,64 @@ def test_queue_printer_failure_event_stops_then_resumes(tmp_path: Path, corpus: 
         scp.stop()
 
 
+def make_pki(d: Path) -> None:
+    """A CA, a printer certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "2", "-subj", "/CN=test CA")
+    for name, ext in (("printer", "subjectAltName=IP:127.0.0.1"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+             f"{name}.csr", "-subj", f"/CN={name}")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+
+
+def test_tls_print_with_client_certificate(tmp_path: Path, corpus: list[str]) -> None:
+    import ssl
+    make_pki(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tmp_path / "ca.pem"))
+    server.verify_mode = ssl.CERT_REQUIRED  # the printer wants our certificate
+    server.load_cert_chain(str(tmp_path / "printer.pem"), str(tmp_path / "printer.key"))
+    cfg = tmp_path / "tls.toml"
+    cfg.write_text(f"""
+[printers.secure]
+ae_title = "COLORPRN"
+host = "127.0.0.1"
+port = 11302
+timeout = 5
+dpi = 30
+[printers.secure.tls]
+cert = "{tmp_path / 'client.pem'}"
+key = "{tmp_path / 'client.key'}"
+ca = "{tmp_path / 'ca.pem'}"
+[printers.nocert]
+ae_title = "COLORPRN"
+host = "127.0.0.1"
+port = 11302
+timeout = 5
+dpi = 30
+[printers.nocert.tls]
+ca = "{tmp_path / 'ca.pem'}"
+""")
+    configured = parse_printers(load_toml(cfg).table("printers"))
+    scp = PrintSCP(11302, ssl_context=server).start()
+    try:
+        request = PrintRequest(files=(corpus[0],), format="STANDARD\\1,1")
+        job = prepare(request, configured["secure"])
+        result = print_request(request, configured["secure"], prepared=job)
+        assert result.films == 1
+        assert np.array_equal(scp.printed[0]["boxes"][1], job.films[0].boxes[0])
+        with pytest.raises(PeerError):  # no client certificate: the handshake fails
+            print_request(request, configured["nocert"])
+        assert len(scp.printed) == 1
+    finally:
+        scp.stop()
+
+
 # -- the print queue: faults keep the job queued until the printer comes back -----------------
 
 def make_queue(tmp_path: Path, printers: dict[str, Printer]) -> PrintQueue:

@@ -55,12 +55,12 @@ class TlsFiles:
     key: Path | None
     ca: Path | None
 
-    def context(self, server_hostname: str) -> ssl.SSLContext:
+    def context(self) -> ssl.SSLContext:
         """A client SSLContext: the peer is verified against ``ca``; our cert is sent if set."""
+        # The printer's certificate must name the host as configured (DNS name or IP address
+        # in its subjectAltName) and chain to ``ca`` (or the system's CAs without one).
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                          cafile=str(self.ca) if self.ca else None)
-        # Print SCPs are addressed by IP as often as by name: check the name only when given one.
-        ctx.check_hostname = not re.fullmatch(r"[0-9.]+|\[?[0-9a-fA-F:]+\]?", server_hostname)
         if self.cert:
             ctx.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
         return ctx

@@ -136,7 +136,7 @@ class _Session:
                     (evt.EVT_N_EVENT_REPORT, self._on_event_report),
                     (evt.EVT_ACSE_RECV, on_acse)]
         try:
-            tls_args = (p.tls.context(p.host), p.host) if p.tls else None
+            tls_args = (p.tls.context(), p.host) if p.tls else None
             assoc = ae.associate(p.host, p.port, ae_title=p.ae_title, evt_handlers=handlers,
                                  tls_args=tls_args)
         except (OSError, ValueError) as exc:  # TLS set-up, name resolution
