@@ -382,7 +382,7 @@ def test_dotted_lowercase_file_ids(tmp_path: Path) -> None:
                     "the media root"),
     (["", "etc", "passwd"], "component '\\etc' would leave the media root"),
     (["C:", "WINDOWS"], "component 'C:' would leave the media root"),
-    (["DICOM/../../outside"], "component 'DICOM/../../outside' contains a path separator"),
+    (["DICOM/../..", "outside"], "component 'DICOM/../..' contains a path separator"),
 ], ids=["dotdot", "dotdot-deep", "absolute-slash", "absolute-backslash", "drive", "separator"])
 def test_file_ids_leaving_the_root_are_refused(tmp_path: Path, file_id: list[str] | str,
                                                message: str) -> None:
