@@ -457,15 +457,15 @@ def test_dcmmkdir_dicomdir_lists_every_instance(dcmtk_media: Path, small_corpus:
         assert pydicom.dcmread(rec.path).SOPInstanceUID == rec.get(
             "ReferencedSOPInstanceUIDInFile")
     # every leaf sits under the SERIES / STUDY / PATIENT its file names
-    for patient in listing.roots:
-        for study in patient.children:
-            for series in study.children:
-                for image in series.children:
-                    assert image.path is not None
-                    ds = pydicom.dcmread(image.path, stop_before_pixels=True)
-                    assert (ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID) == (
-                        patient.get("PatientID"), study.get("StudyInstanceUID"),
-                        series.get("SeriesInstanceUID"))
+    seen = 0
+    for image, (patient, study, series) in listing.leaves_with_ancestors():
+        assert image.path is not None
+        ds = pydicom.dcmread(image.path, stop_before_pixels=True)
+        assert (ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID) == (
+            patient.get("PatientID"), study.get("StudyInstanceUID"),
+            series.get("SeriesInstanceUID"))
+        seen += 1
+    assert seen == 12
 
 
 def test_list_filters_keep_ancestors(dcmtk_media: Path) -> None:

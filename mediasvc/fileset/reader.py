@@ -42,6 +42,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from mediasvc.errors import FileSetError, UnsafePathError
@@ -110,7 +111,7 @@ class DirRecord:
         value = self.dataset.get(keyword)
         if value is None:
             return ""
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        if isinstance(value, (list, tuple, MultiValue)):
             return "\\".join(str(v) for v in value)
         return str(value).strip()
 
@@ -140,6 +141,17 @@ class FileSetListing:
         for rec in self.records():
             if rec.in_use and rec.file_id is not None and not rec.directory_file:
                 yield rec
+
+    def leaves_with_ancestors(self) -> Iterator[tuple[DirRecord, tuple[DirRecord, ...]]]:
+        """Like leaves(), with the records above each leaf (root first): the PATIENT, STUDY
+        and SERIES it belongs to, or fewer where the DICOMDIR lacks a level."""
+        stack: list[tuple[DirRecord, tuple[DirRecord, ...]]] = [
+            (r, ()) for r in reversed(self.roots)]
+        while stack:
+            rec, above = stack.pop()
+            if rec.in_use and rec.file_id is not None and not rec.directory_file:
+                yield rec, above
+            stack.extend((c, (*above, rec)) for c in reversed(rec.children))
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
