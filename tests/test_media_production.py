@@ -188,3 +188,16 @@ def test_viewer_folder_copied_without_autorun(small_corpus: Path, tmp_path: Path
     bad = mediasvc("export", small_corpus, "--profile", "STD-GEN-CD", "--out", tmp_path / "b",
                    "--viewer", viewer)
     assert bad.returncode == 2 and "LongFileName.exe" in bad.stderr
+
+
+def test_unfinished_spanning_export_is_not_burned(corpus_3x: Path, tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    assert mediasvc("export", corpus_3x, "--out", out, "--capacity", "700000").returncode == 0
+    (out / ".mediasvc-production").touch()  # as if the export had been killed
+    proc = mediasvc("burn", out, "--to", f"iso:{tmp_path / 'x.iso'}")
+    assert proc.returncode == 3 and "did not finish" in proc.stderr
+    # Running the export again redoes it and leaves a complete set.
+    again = mediasvc("export", corpus_3x, "--out", out, "--capacity", "700000")
+    assert again.returncode == 0, again.stderr
+    assert not (out / ".mediasvc-production").exists()
+    assert len(list(out.glob("VOL*/DICOMDIR"))) >= 3

@@ -46,6 +46,10 @@ def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = Fal
     site = site or SiteInfo()
     report = BurnReport(backend.describe())
     for number, root in enumerate(volumes, start=1):
+        missing = [n for n in ("README.TXT", "INDEX.HTM") if not (root / n).is_file()]
+        if missing:
+            log.warning("%s: no %s at the root (IHE PDI asks for both); burning anyway",
+                        root, " and no ".join(missing))
         label: dict[str, str] = {}
         if getattr(backend, "prints_labels", False):
             # Only a publisher prints labels; the others need not parse the whole DICOMDIR.

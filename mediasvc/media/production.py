@@ -43,11 +43,10 @@ from mediasvc.media.pdi import (
     write_root_files,
 )
 from mediasvc.media.spanning import VOLUME_RESERVE, Item, Plan, plan_volumes
-from mediasvc.media.staging import volume_dir_name
+from mediasvc.media.staging import PRODUCTION_MARKER, volume_dir_name
 from mediasvc.media.web import ESTIMATED_BYTES_PER_IMAGE, write_web_content
 from mediasvc.profiles import MediaProfile
 
-PRODUCTION_MARKER = ".mediasvc-production"
 AUTORUN = re.compile(r"autorun\.inf", re.IGNORECASE)
 
 

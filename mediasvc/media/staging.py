@@ -13,6 +13,8 @@ from pathlib import Path
 from mediasvc.errors import MediaError
 
 VOLUME_DIR = re.compile(r"VOL(\d{3})")
+# Present in an export's DIR while its volumes are being written (media/production.py).
+PRODUCTION_MARKER = ".mediasvc-production"
 
 
 def volume_dir_name(number: int) -> str:
@@ -23,6 +25,9 @@ def volumes_of(staging: Path) -> list[Path]:
     """[STAGING] when it is a volume root, else its VOLnnn subfolders in order."""
     if not staging.is_dir():
         raise MediaError(f"{staging}: staging tree not found (not a folder)")
+    if (staging / PRODUCTION_MARKER).exists():
+        raise MediaError(f"{staging}: the export that writes these volumes did not finish; "
+                         "run it again before burning")
     if (staging / "DICOMDIR").is_file():
         return [staging]
     vols = sorted((p for p in staging.iterdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mediasvc.errors import UsageError
@@ -36,6 +37,12 @@ class IsoBackend:
                           detail=f"{result.size} bytes, volume id {result.volume_id}, "
                                  f"{result.seconds:.1f} s")
         if job.verify:
+            # Read back from the disk, not from the page cache: sync, then read uncached.
+            fd = os.open(out, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             check = compare(tree_checksums(job.staging), iso_checksums(out))
             copy.verified, copy.verify_method = check.ok, "iso-readback-sha256"
             copy.files, copy.bytes = check.files, check.bytes
