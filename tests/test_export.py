@@ -261,6 +261,7 @@ def test_transcoded_to_explicit_little_endian_with_the_same_pixels(name: str,
     original = dcmread(src, force=True)
     original.file_meta.setdefault("TransferSyntaxUID", "1.2.840.10008.1.2")
     assert placed.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert placed.SOPInstanceUID == original.SOPInstanceUID == entry["sop_instance_uid"]
     assert np.array_equal(placed.pixel_array, original.pixel_array)
     leaf = [r for r in records(out / "DICOMDIR") if "ReferencedFileID" in r][0]
     assert leaf.ReferencedTransferSyntaxUIDInFile == "1.2.840.10008.1.2.1"
@@ -281,7 +282,9 @@ def test_compress_is_lossless_where_asked(profile: str, compress: str, uid: str,
     for entry in report["files"]:
         placed = dcmread(out.joinpath(*entry["file_id"].split("\\")))
         assert placed.file_meta.TransferSyntaxUID == uid
-        assert np.array_equal(placed.pixel_array, dcmread(entry["path"]).pixel_array)
+        source = dcmread(entry["path"])
+        assert placed.SOPInstanceUID == source.SOPInstanceUID  # lossless: same instance
+        assert np.array_equal(placed.pixel_array, source.pixel_array)
     check_fileset(out, 2)
 
 

@@ -250,14 +250,14 @@ def place_file(src: Path, dst: Path, link: str) -> None:
     shutil.copyfile(src, dst)
 
 
-def _do_transcode(job: tuple[Path, Path, str]) -> str | None:
+def _do_transcode(job: tuple[Path, Path, str]) -> tuple[str | None, str]:
+    """(failure reason or None, SOP Instance UID of the written file)."""
     src, dst, target = job
     try:
-        transcode(src, dst, target)
+        return None, transcode(src, dst, target)
     except TranscodeError as exc:
         dst.unlink(missing_ok=True)
-        return str(exc)
-    return None
+        return str(exc), ""
 
 
 def _key_has_value(ds: Dataset, keyword: str) -> bool:
@@ -411,7 +411,11 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                         strict=True))
     file_ids: dict[str, tuple[str, ...]] = {}
     for inst, comps in jobs:
-        failure = failures.get(inst.path)
+        failure, new_uid = failures.get(inst.path, (None, ""))
+        if new_uid and new_uid != inst.sop_instance_uid:
+            inst.notes.append(f"lossy compression: new SOP Instance UID {new_uid} "
+                              f"(was {inst.sop_instance_uid})")
+            inst.sop_instance_uid = new_uid
         if failure:
             result.verdicts.append(Verdict(str(inst.path), "rejected", failure,
                                            sop_instance_uid=inst.sop_instance_uid))

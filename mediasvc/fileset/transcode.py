@@ -28,6 +28,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    generate_uid,
 )
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -46,28 +47,32 @@ class TranscodeError(Exception):
     """Why a file could not be converted (becomes the file's rejection reason)."""
 
 
-def transcode(src: Path, dst: Path, target: str) -> None:
-    """Write ``src`` re-encoded in ``target`` to ``dst`` (fsynced)."""
+def transcode(src: Path, dst: Path, target: str) -> str:
+    """Write ``src`` re-encoded in ``target`` to ``dst`` (fsynced); returns the SOP Instance
+    UID of the written file: the same, except after lossy compression, which makes a new
+    instance (PS3.3 C.7.6.1.1.5)."""
     ds = dcmread(src, force=True)
     if "TransferSyntaxUID" not in ds.file_meta:
         _add_file_meta(ds)
     ts = UID(str(ds.file_meta.TransferSyntaxUID))
     try:
         if ts.is_compressed:
-            ds.decompress()
+            # Decoding keeps the instance: the pixels are those that were stored.
+            ds.decompress(generate_instance_uid=False)
         elif not ts.is_little_endian:
             _big_to_little(ds)
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         if target == J2K_LOSSLESS:
-            ds.compress(J2K_LOSSLESS, encoding_plugin="pylibjpeg")
+            ds.compress(J2K_LOSSLESS, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         elif target == J2K:
+            # Lossy: a new instance (PS3.3 C.7.6.1.1.5; pydicom assigns the new UID).
             ds.compress(J2K, encoding_plugin="pylibjpeg", j2k_cr=[20])
             _mark_lossy(ds, "ISO_15444_1", 20.0)
         elif target == JPEG_BASELINE:
             _jpeg_baseline(ds)
         elif target == JPEG_LOSSLESS_SV1:
             _jpeg_lossless_dcmtk(ds, dst)
-            return
+            return str(ds.SOPInstanceUID)
         elif target != ExplicitVRLittleEndian:
             raise TranscodeError(f"no encoder for {UID(target).name}")
     except TranscodeError:
@@ -78,6 +83,7 @@ def transcode(src: Path, dst: Path, target: str) -> None:
         dcmwrite(fh, ds, enforce_file_format=True)
         fh.flush()
         os.fsync(fh.fileno())
+    return str(ds.SOPInstanceUID)
 
 
 def _add_file_meta(ds: Dataset) -> None:
@@ -152,3 +158,5 @@ def _jpeg_baseline(ds: Dataset) -> None:
         ds.PlanarConfiguration = 0
     ds.file_meta.TransferSyntaxUID = UID(JPEG_BASELINE)
     _mark_lossy(ds, "ISO_10918_1", 10.0)
+    ds.SOPInstanceUID = generate_uid()  # lossy: a new instance (PS3.3 C.7.6.1.1.5)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
