@@ -15,10 +15,11 @@ from typing import Any
 
 import pydicom
 import pytest
-from conftest import TESTDATA, mediasvc, run
+from conftest import TESTDATA, make_corpus, mediasvc, run
 from pydicom.uid import ImplicitVRLittleEndian
 from test_reader import Rec, write_dicomdir
 
+from mediasvc.fileset.reader import read_fileset
 from mediasvc.fileset.verify import verify_fileset
 
 DICOMDIR_TREES = TESTDATA / "dicomdir"
@@ -242,3 +243,29 @@ def test_verify_testdata(tree: str, instances: int, checked: int,
 def test_verify_every_testdata_tree_is_covered() -> None:
     trees = {p.name for p in DICOMDIR_TREES.iterdir() if p.is_dir()}
     assert trees == {t.split("/")[0] for t, *_ in TESTDATA_VERIFY}
+
+
+def test_updater_commands_keep_the_fileset_verifiable(media: Path, tmp_path: Path) -> None:
+    """`fileset add/remove/compact` (the Updater, fileset/updater.py) through the CLI: after
+    each, `verify` finds nothing wrong and `list` shows the change."""
+    new = tmp_path / "new"
+    make_corpus(new, "--patients", "1", "--studies", "1", "--series", "1", "--images", "2",
+                "--rows", "64", "--cols", "64", "--seed", "99")
+    res = mediasvc("fileset", "add", media, new, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["counts"]["placed"] == 2
+    assert problems(media) == []
+    listing = read_fileset(media)
+    assert sum(1 for _ in listing.leaves()) == 14
+    series = next(r for _, r in listing.walk() if r.record_type == "SERIES")
+    n_images = sum(1 for c in series.children if c.in_use)
+    res = mediasvc("fileset", "remove", media, "--series", series.get("SeriesInstanceUID"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{n_images + 1} records made inactive"
+    assert problems(media) == []
+    assert sum(1 for _ in read_fileset(media).leaves()) == 14 - n_images
+    res = mediasvc("fileset", "compact", media)
+    assert (res.returncode, res.stdout.strip()) == (0, f"{n_images + 1} inactive records dropped")
+    assert problems(media) == []
+    res = mediasvc("fileset", "remove", media, "--patient", "nobody")
+    assert (res.returncode, res.stdout.strip()) == (1, "0 records made inactive")

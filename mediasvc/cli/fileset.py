@@ -255,28 +255,16 @@ def _updater() -> Any:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from mediasvc.cli.export import print_report
+
     profile = None
     if args.profile:
         from mediasvc.profiles import media_profile
 
         profile = media_profile(args.profile)
-    report = _updater().add_files(args.media, list(args.files), profile)
-    from mediasvc.cli.export import print_report
-
-    print_report(report, as_json=args.json)
-    rejected = getattr(report, "rejected", None)
-    if rejected is None:
-        verdicts = getattr(report, "verdicts", None) or []
-        rejected = [v for v in verdicts if str(getattr(v, "status", "")) == "rejected"]
-    return EXIT_PROBLEMS if rejected else EXIT_OK
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "to_json") and callable(obj.to_json):
-        return obj.to_json()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    return obj
+    result = _updater().add_files(args.media, list(args.files), profile)
+    print_report(result, as_json=args.json)
+    return EXIT_PROBLEMS if result.rejected else EXIT_OK
 
 
 def run_remove(args: argparse.Namespace) -> int:
