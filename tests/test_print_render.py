@@ -13,6 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import TESTDATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mediasvc.config import Table, load_toml
@@ -328,3 +330,60 @@ def test_adhoc_printer_address() -> None:
     assert (p.ae_title, p.host, p.port) == ("PRINTRIG", "127.0.0.1", 104)
     with pytest.raises(UsageError):
         adhoc_printer("PRINTRIG@127.0.0.1")
+
+
+def _synthetic(tmp_path: Path, **attrs: object) -> Path:
+    """A small MONOCHROME2 image written with pydicom, with the given extra attributes."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 16, 16, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.arange(256, dtype=np.uint16) * 16).reshape(16, 16).tobytes()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    path = tmp_path / "synthetic.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_voi_lut_sequence_applied(tmp_path: Path) -> None:
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    lut = (4095 - np.arange(4096)).astype(np.uint16)  # an inverting LUT: easy to recognise
+    item.add_new(0x00283006, "US", lut.tolist())  # LUT Data
+    path = _synthetic(tmp_path, VOILUTSequence=[item])
+    stored = (np.arange(256) * 16).reshape(16, 16)
+    got = native(path, bits=12)
+    assert np.array_equal(got.astype(int), 4095 - stored)
+
+
+def test_sigmoid_voi_lut_function(tmp_path: Path) -> None:
+    path = _synthetic(tmp_path, WindowCenter=2048, WindowWidth=1000, VOILUTFunction="SIGMOID")
+    stored = (np.arange(256) * 16).reshape(16, 16).astype(np.float64)
+    expected = np.rint(4095 / (1 + np.exp(-4 * (stored - 2048) / 1000)))
+    assert np.abs(native(path, bits=12).astype(int) - expected).max() <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["STANDARD", "ROW", "COL"]),
+       counts=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+       width=st.integers(50, 3000), height=st.integers(50, 3000))
+def test_boxes_tile_the_film_without_overlap(kind: str, counts: list[int], width: int,
+                                             height: int) -> None:
+    if kind == "STANDARD":
+        counts = (counts + [1])[:2]
+    fmt = parse_display_format(f"{kind}\\{','.join(map(str, counts))}")
+    rects = fmt.box_rects(width, height)
+    assert len(rects) == fmt.boxes
+    used = np.zeros((height, width), dtype=np.uint8)
+    for x, y, w, h in rects:
+        assert w > 0 and h > 0 and x + w <= width and y + h <= height
+        used[y:y + h, x:x + w] += 1
+    assert used.max() == 1

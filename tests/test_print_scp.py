@@ -258,6 +258,22 @@ def test_dcmprscp_prints_layout_pixel_for_pixel(dcmprscp: Dcmprscp, corpus: list
     assert {k: fb.get(k) for k in asked} == asked
 
 
+def test_dcmprscp_landscape(dcmprscp: Dcmprscp, corpus: list[str], config: Path,
+                            printers: dict[str, Printer]) -> None:
+    landscape = config.parent / "landscape.toml"
+    landscape.write_text(Path(layout_path(config, 8)).read_text()
+                         .replace('name = "test8"', 'name = "landscape"')
+                         .replace('"PORTRAIT"', '"LANDSCAPE"')
+                         .replace('"STANDARD\\\\2,2"', '"STANDARD\\\\3,2"'))
+    request = PrintRequest(files=tuple(corpus[:6]), layout=str(landscape))
+    job, _result, stored = print_to_dcmprscp(dcmprscp, request, printers["dryview"])
+    assert_same_films(job, stored)
+    width, height = job.films[0].size
+    assert (width, height) == (720, 600)  # 10x12 inch at 60 dpi, turned
+    assert stored[0][1][1].shape == (300, 240)
+    assert stored[0][0][0x2130, 0x0030].value[0].FilmOrientation == "LANDSCAPE"
+
+
 def test_dcmprscp_multi_film_job(dcmprscp: Dcmprscp, corpus: list[str], config: Path,
                                  printers: dict[str, Printer]) -> None:
     # 10 images on 2x2: three films, the last with two boxes
