@@ -122,6 +122,8 @@ def test_export_copied_file_by_file_becomes_an_iso(svc: Service, study: list[Pat
     out = tmp_path / "iso"
     _extract_iso(iso, out)
     assert _dciodvfy_errors(out / "DICOMDIR") == []
+    # a PDI volume, as `mediasvc export` + `mediasvc burn` make it
+    assert (out / "README.TXT").is_file() and (out / "INDEX.HTM").is_file()
     ds = pydicom.dcmread(out / "DICOMDIR")
     images = [r for r in ds.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
     assert len(images) == len(study)
@@ -229,8 +231,10 @@ def test_printer_down_keeps_the_job_retrying_then_cancel(svc: Service,
                                  "--root", svc.root).stdout)
         return [a for a in st["active"] if a["state"] == "retrying" and a["kind"] == "print"]
 
-    svc.wait_for(lambda: bool(retrying()), 60, "the print job to be retrying")
-    [active] = retrying()
+    seen: list[dict[str, object]] = []
+    svc.wait_for(lambda: bool(seen.extend(retrying()) or seen), 60,
+                 "the print job to be retrying")
+    active = seen[0]
     assert "PRINTRIG@127.0.0.1" in str(active["error"]) or str(DEAD_PORT) in str(active["error"])
     r = mediasvc("jobs", "cancel", str(active["id"]), "--config", svc.config,
                  "--root", svc.root)

@@ -85,6 +85,8 @@ class ServiceConfig:
     export_profiles: tuple[str, ...] = ()
     export_link: str = "hardlink"
     on_reject: str = "fail"
+    institution: str = ""
+    contact: str = ""
     burners: dict[str, Burner] = field(default_factory=dict)
     printers: dict[str, Printer] = field(default_factory=dict)
     printers_table: dict[str, Any] = field(default_factory=dict)
@@ -139,7 +141,7 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
     j.check_keys(("workers", "max_attempts", "retry_base_seconds", "retry_cap_seconds",
                   "max_interruptions", "timeout_seconds", "keep_input"))
     e = t.table("export")
-    e.check_keys(("target", "profiles", "link", "on_reject"))
+    e.check_keys(("target", "profiles", "link", "on_reject", "institution", "contact"))
     i = t.table("import")
     i.check_keys(())
     pr = t.table("print")
@@ -199,6 +201,7 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
         export_target=target, export_profiles=profiles,
         export_link=e.str("link", "hardlink", choices=("copy", "hardlink", "reflink")),
         on_reject=e.str("on_reject", "fail", choices=("fail", "skip")),
+        institution=e.str("institution", ""), contact=e.str("contact", ""),
         burners=burners, printers=printers, printers_table=dict(pt.data), limits=limits,
         print_layout=pr.str("layout", None),
     )

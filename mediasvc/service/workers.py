@@ -143,24 +143,29 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
 
 
 def _export_fileset(ctx: JobContext, profile_id: str, out: Path) -> dict[str, Any]:
-    """Scan + write the file-set (the FSC of fileset/creator.py); refuse rejected inputs."""
-    from mediasvc.fileset.creator import create_fileset
+    """produce() of media/production.py: the PDI volume(s), as `mediasvc export` writes them
+    (file-set, README.TXT, INDEX.HTM, optional web content, spanning); rejected inputs refused."""
+    from mediasvc.media.pdi import SiteInfo
+    from mediasvc.media.production import produce
     from mediasvc.profiles import media_profile
 
     profile = media_profile(profile_id)
-    res = create_fileset(ctx.inp.files, out, profile, fileset_id=ctx.option("fileset_id"),
-                         link=ctx.cfg.export_link)
-    rejected = [f"{_rel(ctx, v.path)}: {v.reason}" for v in res.rejected]
-    if rejected and (ctx.cfg.on_reject == "fail" or len(rejected) == len(res.verdicts)):
+    rep = produce(ctx.inp.files, out, profile, fileset_id=ctx.option("fileset_id"),
+                  link=ctx.cfg.export_link, web=bool(ctx.option("web", False)),
+                  site=SiteInfo(ctx.cfg.institution, ctx.cfg.contact))
+    verdicts = rep.verdicts
+    rejected = [f"{_rel(ctx, v.path)}: {v.reason}" for v in verdicts if v.status == "rejected"]
+    if rejected and (ctx.cfg.on_reject == "fail" or not rep.volumes):
         shown = "; ".join(rejected[:5]) + (f"; and {len(rejected) - 5} more"
                                             if len(rejected) > 5 else "")
         raise RejectedFile(ctx.job.payload["origin"],
-                           f"{len(rejected)} of {len(res.verdicts)} files rejected for "
+                           f"{len(rejected)} of {len(ctx.inp.files)} files rejected for "
                            f"{profile_id}: {shown}")
-    counts = {s: res.count(s) for s in ("placed", "transcoded", "duplicate", "rejected")}
-    return {"fileset_id": res.fileset_id, **counts, "bytes": res.bytes_written,
-            "volumes": 1, "notes": rejected,
-            "transcoded_files": [f"{_rel(ctx, v.path)}: {v.reason}" for v in res.verdicts
+    counts = {s: rep.count(s) for s in ("placed", "transcoded", "duplicate", "rejected")}
+    return {"fileset_id": ",".join(v.fileset_id for v in rep.volumes), **counts,
+            "volumes": len(rep.volumes), "splits": rep.split_notes,
+            "notes": rejected + rep.notes,
+            "transcoded_files": [f"{_rel(ctx, v.path)}: {v.reason}" for v in verdicts
                                  if v.status == "transcoded"]}
 
 
