@@ -31,7 +31,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
-from mediasvc.errors import PeerError, PrintError
+from mediasvc.errors import MediasvcError, PeerError, PrintError
 from mediasvc.printing.layouts import FilmLayout
 from mediasvc.printing.printers import Printer
 from mediasvc.printing.render import Film
@@ -173,8 +173,12 @@ class _Session:
         self.assoc = None
 
     def _on_recv(self, event: Any) -> None:
-        with self._lock:
-            self.last_command = event.message.command_set
+        cmd = event.message.command_set
+        # Responses only (PS3.7 E.1: bit 15 of Command Field): an N-EVENT-REPORT request of the
+        # printer arriving meanwhile must not be taken for the N-CREATE response.
+        if int(cmd.get("CommandField", 0)) & 0x8000:
+            with self._lock:
+                self.last_command = cmd
 
     def _on_event_report(self, event: Any) -> tuple[int, Dataset | None]:
         """Printer N-EVENT-REPORT (PS3.4 H.4.6.1.1): 1 NORMAL, 2 WARNING, 3 FAILURE."""
@@ -326,6 +330,9 @@ def print_films(printer: Printer, layout: FilmLayout, films: Sequence[Film], *,
     try:
         _run(s, layout, films, label, progress or (lambda _m: None))
         ok = True
+    except MediasvcError:
+        ok = True  # the printer answered (a refusal, FAILURE): the association is still sound
+        raise
     finally:
         s.close(ok)
     return result
