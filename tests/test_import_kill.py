@@ -39,6 +39,18 @@ def _start(medium: Path, store: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
 def _assert_consistent(store: Path) -> int:
     with Store.open(store) as st:          # opening recovers after a killed writer
         problems = st.check(rehash=True)
@@ -70,6 +82,9 @@ def test_sigkill_at_random_points_then_resume(medium: Path, tmp_path: Path) -> N
         count = _assert_consistent(store)
         assert 0 <= count <= N_INSTANCES
     assert killed_mid_way >= KILLS // 2, "the kills came too late to test anything"
+    # No worker process outlives its killed import (they would hold the store's lock).
+    time.sleep(0.5)
+    assert _processes_mentioning(str(tmp_path)) == []
 
     # Resume: run to the end on every store used; each ends complete and consistent.
     for n in range(0, KILLS, 4):

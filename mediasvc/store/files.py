@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 OBJECTS = "objects"
@@ -98,14 +99,18 @@ def make_durable(root: Path, paths: Iterable[Path]) -> None:
     fsync per file (each fsync is its own journal commit), and it covers renamed entries in
     any objects/ sub-directory too. Where syncfs is unavailable: fsync each path.
     """
-    if _syncfs(root):
+    if os.environ.get("MEDIASVC_SYNC", "fsync") == "syncfs" and _syncfs(root):
         return
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_fsync_path, paths))
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _syncfs(root: Path) -> bool:

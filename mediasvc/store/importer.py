@@ -15,12 +15,18 @@ error: a damaged disc). The import is *complete* only when every referenced file
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
+import itertools
 import logging
+import multiprocessing
+import os
+import signal
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,8 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # PS3.4 Annex B: the DICOMDIR'
 BATCH = 256                # files per durable batch and transaction
 BATCH_BYTES = 128 << 20    # ... or this many bytes
 BATCH_SECONDS = 1.0        # ... or at least once a second, so that a kill loses little work
+PARALLEL_MIN = 64          # fewer files than this: examined in-process (no worker start-up)
+IN_FLIGHT = 32             # files read ahead by the workers
 
 IMPORTED, DUPLICATE, CONFLICT, REJECTED = "imported", "duplicate", "conflict", "rejected"
 MISSING, REFUSED, UNREADABLE = "missing", "refused", "unreadable"
@@ -242,7 +250,8 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
     report.problems += listing.problems
     import_id = store.begin_import(report.media, label, listing.fileset_id, listing.method)
     report.import_id = import_id
-    extract_mds = mds_extractor()
+    paths = [str(leaf.path) for leaf in listing.leaves if leaf.path is not None]
+    examined = examine_all(paths, lock_fd=store.lock_fd)
     batch = _Batch(store, import_id, label, listing.fileset_id, volume)
     total = len(listing.leaves)
     try:
@@ -254,56 +263,140 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
                 outcome.reason = str(leaf.problem or "referenced file not found")
                 outcome.status = _not_read_status(outcome.reason)
             else:
-                _import_one(store, Path(leaf.path), outcome, batch, reconciler, extract_mds)
+                _import_one(store, next(examined), outcome, batch, reconciler)
             if progress is not None:
                 progress(n, total)
         batch.flush()
     finally:
+        examined.close()
         batch.close()
     store.finish_import(import_id, report.complete, report.counts())
 
 
-def _import_one(store: Store, path: Path, outcome: Outcome, batch: _Batch,
-                reconciler: Reconciler | None,
-                extract_mds: Callable[[Dataset], dict[str, Any]]) -> None:
+# -- reading and examining files (in worker processes for large media) ------------------------
+
+@dataclass
+class Examined:
+    """One file read and parsed: its bytes, index values, MDS; or why it is not usable."""
+
+    path: str
+    status: str = ""            # "": usable; else REJECTED or UNREADABLE
+    reason: str = ""
+    data: bytes = b""
+    source_sum: str = ""
+    header: dict[str, Any] = field(default_factory=dict)
+    mds: dict[str, Any] = field(default_factory=dict)
+
+
+_EXTRACT: Callable[[Dataset], dict[str, Any]] | None = None
+
+
+def _extract_mds(ds: Dataset, path: str) -> dict[str, Any]:
+    global _EXTRACT
+    if _EXTRACT is None:
+        _EXTRACT = mds_extractor()
     try:
-        with path.open("rb") as fh:
-            data = fh.read()
+        return _EXTRACT(ds)
+    except Exception as exc:  # one odd file must not stop the import; its MDS stays empty
+        log.warning("%s: minimum data set not extracted: %s", path, exc)
+        return {}
+
+
+def examine(path: str) -> Examined:
+    """Read ``path`` once, parse its header, check it, hash it, extract its MDS."""
+    ex = Examined(path)
+    try:
+        with open(path, "rb") as fh:
+            ex.data = fh.read()
     except OSError as exc:
-        outcome.status, outcome.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
-        return
-    buf = io.BytesIO(data)
+        ex.status, ex.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
+        return ex
+    buf = io.BytesIO(ex.data)
     try:
         # The header only: the pixel data stays in ``data`` (parsing it would copy it, for
         # nothing: pydicom does not check its length either, _truncated() does).
         ds = pydicom.dcmread(buf, stop_before_pixels=True)
     except InvalidDicomError as exc:
-        outcome.status, outcome.reason = REJECTED, f"not a DICOM file: {exc}"
-        return
+        ex.status, ex.reason = REJECTED, f"not a DICOM file: {exc}"
     except Exception as exc:  # pydicom raises many kinds on damaged input
-        outcome.status, outcome.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
+        ex.status, ex.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
+    else:
+        ex.reason = _unusable(ds) or _truncated(ds, len(ex.data) - buf.tell())
+        if ex.reason:
+            ex.status = REJECTED
+        else:
+            ex.source_sum = hashlib.sha256(ex.data).hexdigest()
+            ex.header = _header(ds)
+            ex.mds = _extract_mds(ds, path)
+    if ex.status:
+        ex.data = b""
+    return ex
+
+
+def _worker_init(lock_fd: int | None) -> None:
+    """In a forked worker: let go of the store's writer lock (an flock is shared by every copy
+    of its descriptor: a worker outliving a killed import would keep the store locked), and
+    die with the parent (PR_SET_PDEATHSIG, Linux) rather than linger after a SIGKILL."""
+    if lock_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:   # the parent died before prctl took effect
+            os._exit(1)
+
+
+def examine_all(paths: list[str], workers: int | None = None,
+                lock_fd: int | None = None) -> Generator[Examined, None, None]:
+    """``examine`` every path, in order. Large media use worker processes (parsing and MDS
+    extraction are CPU-bound Python: threads would share one core); a bounded window of files
+    in flight keeps memory flat."""
+    if workers is None:
+        workers = int(os.environ.get("MEDIASVC_IMPORT_WORKERS", os.cpu_count() or 1))
+    if workers <= 1 or len(paths) < PARALLEL_MIN:
+        for p in paths:
+            yield examine(p)
         return
-    reason = _unusable(ds) or _truncated(ds, len(data) - buf.tell())
-    if reason:
-        outcome.status, outcome.reason = REJECTED, reason
+    # fork: the workers start at the first submit, before this import starts any thread of
+    # its own; forkserver/spawn would re-run the caller's __main__, which a script may not
+    # allow.
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(lock_fd,)) as pool:
+        window: deque[Future[Examined]] = deque()
+        todo = iter(paths)
+        for p in itertools.islice(todo, IN_FLIGHT):
+            window.append(pool.submit(examine, p))
+        while window:
+            fut = window.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                window.append(pool.submit(examine, nxt))
+            yield fut.result()
+
+
+def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
+                reconciler: Reconciler | None) -> None:
+    if ex.status:
+        outcome.status, outcome.reason = ex.status, ex.reason
         return
-    sop = str(ds.SOPInstanceUID)
+    sop = str(ex.header["sop_uid"])
     outcome.sop_instance_uid = sop
-    source_sum = hashlib.sha256(data).hexdigest()
     known = store.known(sop)
     in_batch = batch.by_sop.get(sop, [])
     for rid, c, s in known:
-        if source_sum in (c, s):
+        if ex.source_sum in (c, s):
             outcome.status, outcome.instance_id = DUPLICATE, rid
             return
     for c, s, p in in_batch:
-        if source_sum in (c, s):
+        if ex.source_sum in (c, s):
             outcome.status = DUPLICATE
             batch.flush()   # so that the duplicate can name the row it duplicates
             outcome.instance_id = p.outcome.instance_id
             return
-    checksum = source_sum
-    if reconciler is not None and reconciler.identity_for(ds) is not None:
+    data, checksum, header, mds = ex.data, ex.source_sum, ex.header, ex.mds
+    if reconciler is not None and reconciler.active:
         # Re-encode the whole file: the coerced header, the pixel data as it was.
         full = pydicom.dcmread(io.BytesIO(data))
         if reconciler.apply(full, source=str(full.get("InstitutionName", "") or "")):
@@ -311,18 +404,15 @@ def _import_one(store: Store, path: Path, outcome: Outcome, batch: _Batch,
             pydicom.dcmwrite(out, full, enforce_file_format=True)
             data = out.getvalue()
             checksum = hashlib.sha256(data).hexdigest()
-            ds = full
+            header, mds = _header(full), _extract_mds(full, ex.path)
     if known or in_batch:
         outcome.status = CONFLICT
         outcome.reason = (f"SOP Instance UID already stored with other content; both kept "
                           f"(this copy {checksum[:12]})")
-    try:
-        mds = extract_mds(ds)
-    except Exception as exc:  # one odd file must not stop the import; its MDS stays empty
-        log.warning("%s: minimum data set not extracted: %s", path, exc)
-        mds = {}
-    batch.put(data, _new_instance(ds, outcome.source, checksum, source_sum, len(data), mds),
-              outcome)
+    item = NewInstance(**header, relpath=files.object_relpath(checksum), checksum=checksum,
+                       source_checksum=ex.source_sum, size=len(data),
+                       source_path=outcome.source, mds=mds)
+    batch.put(data, item, outcome)
 
 
 def _unusable(ds: Dataset) -> str:
@@ -371,13 +461,13 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _new_instance(ds: Dataset, source: str, checksum: str, source_sum: str, size: int,
-                  mds: dict[str, Any]) -> NewInstance:
+def _header(ds: Dataset) -> dict[str, Any]:
+    """The index values of an instance (NewInstance fields that come from the header)."""
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     sop_class = _text(ds, "SOPClassUID") or (
         str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else "")
-    return NewInstance(
+    return dict(
         patient_id=_text(ds, "PatientID"), issuer=_text(ds, "IssuerOfPatientID"),
         patient_name=_text(ds, "PatientName"), birth_date=_text(ds, "PatientBirthDate"),
         sex=_text(ds, "PatientSex"), study_uid=_text(ds, "StudyInstanceUID"),
@@ -389,5 +479,4 @@ def _new_instance(ds: Dataset, source: str, checksum: str, source_sum: str, size
         series_description=_text(ds, "SeriesDescription"),
         body_part=_text(ds, "BodyPartExamined"), sop_uid=_text(ds, "SOPInstanceUID"),
         sop_class_uid=sop_class, instance_number=_int(ds, "InstanceNumber"),
-        transfer_syntax=ts, relpath=files.object_relpath(checksum), checksum=checksum,
-        source_checksum=source_sum, size=size, source_path=source, mds=mds)
+        transfer_syntax=ts)

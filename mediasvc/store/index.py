@@ -274,6 +274,11 @@ class Store:
                     return False
                 time.sleep(0.2)
 
+    @property
+    def lock_fd(self) -> int | None:
+        """The descriptor holding the writer lock (forked workers must close it)."""
+        return self._lock_fd
+
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock

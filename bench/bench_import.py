@@ -1,0 +1,131 @@
+"""Benchmark: `mediasvc import` against `cp -r` of the same media tree, in the same run.
+
+1. A ~1 GB media tree: 2,000 instances of 512x512 (make_corpus), laid out as DICOM/IMn with a
+   DICOMDIR written by DCMTK dcmmkdir (a file-set as it comes on a disc). Measured: `cp -r`
+   of the tree, `cp -r` followed by `sync` (the same durability the store gives), and
+   `mediasvc import` into an empty store (a real process, MDS extraction included), each
+   repeated, best and median kept; ratios are throughput import / throughput cp.
+2. 10,000 small instances (64x64) with a DICOMDIR: instances per second of `mediasvc import`.
+
+Run by hand (it writes several GB under the work folder and takes minutes):
+    python bench/bench_import.py [--work DIR] [--repeat 3] [--skip-big] [--skip-small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
+
+
+def make_tree(work: Path, name: str, *corpus_args: str) -> Path:
+    """make_corpus output hard-linked as DICOM/IMn, plus a DICOMDIR by dcmmkdir."""
+    tree = work / name
+    if (tree / "DICOMDIR").is_file():
+        return tree
+    src = work / f"{name}-src"
+    if not src.is_dir():
+        subprocess.run([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(src),
+                        *corpus_args], check=True)
+    (tree / "DICOM").mkdir(parents=True, exist_ok=True)
+    for n, f in enumerate(sorted(src.rglob("*.dcm")), start=1):
+        target = tree / "DICOM" / f"IM{n}"
+        if not target.exists():
+            os.link(f, target)
+    subprocess.run(["dcmmkdir", "+r", "+id", ".", "--fileset-id", "BENCH", "-Pgp", "DICOM"],
+                   cwd=tree, check=True, capture_output=True)
+    return tree
+
+
+def tree_bytes(tree: Path) -> int:
+    return sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+
+
+def timed(cmd: list[str], *, after: list[str] | None = None) -> float:
+    subprocess.run(["sync"], check=True)   # start each run without others' dirty pages
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    if after:
+        subprocess.run(after, check=True)
+    return time.perf_counter() - t0
+
+
+def import_cmd(tree: Path, store: Path) -> list[str]:
+    return [sys.executable, "-m", "mediasvc", "import", str(tree), "--store", str(store),
+            "--json", "--no-progress"]
+
+
+def bench_big(work: Path, repeat: int) -> None:
+    tree = make_tree(work, "big", "--patients", "4", "--studies", "1", "--series", "5",
+                     "--images", "100", "--rows", "512", "--cols", "512")
+    size = tree_bytes(tree)
+    n = len(list((tree / "DICOM").iterdir()))
+    print(f"big tree: {n} instances, {size / 1e9:.2f} GB")
+    subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())], stdout=subprocess.DEVNULL,
+                   check=True)   # warm the page cache for every contender alike
+    cp, cp_sync, imp = [], [], []
+    for r in range(repeat):
+        for name, runs in (("cp", cp), ("cp+sync", cp_sync), ("import", imp)):
+            dest = work / f"out-{name}-{r}"
+            if name == "cp":
+                runs.append(timed(["cp", "-r", str(tree), str(dest)]))
+            elif name == "cp+sync":
+                runs.append(timed(["cp", "-r", str(tree), str(dest)], after=["sync"]))
+            else:
+                runs.append(timed(import_cmd(tree, dest)))
+            shutil.rmtree(dest)
+            print(f"  run {r + 1}: {name:8s} {runs[-1]:6.2f} s  "
+                  f"{size / runs[-1] / 1e6:7.1f} MB/s", flush=True)
+    for label, ref in (("cp -r", cp), ("cp -r && sync", cp_sync)):
+        best = min(ref) / min(imp)
+        med = statistics.median(ref) / statistics.median(imp)
+        print(f"import throughput / {label} throughput: best {best:.2f}x, median {med:.2f}x")
+    print(f"import: {n / min(imp):.0f} instances/s, {size / min(imp) / 1e6:.0f} MB/s (best)")
+
+
+def bench_small(work: Path) -> None:
+    tree = make_tree(work, "small", "--patients", "10", "--studies", "1", "--series", "10",
+                     "--images", "100", "--rows", "64", "--cols", "64")
+    n = len(list((tree / "DICOM").iterdir()))
+    store = work / "small-store"
+    shutil.rmtree(store, ignore_errors=True)
+    seconds = timed(import_cmd(tree, store))
+    print(f"small: {n} instances of 64x64 with MDS in {seconds:.1f} s: "
+          f"{n / seconds:.0f} instances/s")
+    again = timed(import_cmd(tree, store))
+    print(f"small, second import (all duplicates): {n / again:.0f} instances/s")
+    shutil.rmtree(store)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (kept if given)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--skip-small", action="store_true")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-import-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work folder {work}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    try:
+        if not args.skip_big:
+            bench_big(work, args.repeat)
+        if not args.skip_small:
+            bench_small(work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
