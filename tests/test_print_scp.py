@@ -380,6 +380,22 @@ def test_color_print_pixel_for_pixel(color_scp: PrintSCP, corpus: list[str],
     assert color_scp.requests[-2:] == ["N-DELETE", "N-DELETE"]
 
 
+def test_row_layout_on_grayscale_meta(color_scp: PrintSCP, corpus: list[str],
+                                      printers: dict[str, Printer]) -> None:
+    # dcmprscp takes STANDARD formats only; ROW\1,2 goes to the pynetdicom SCP
+    request = PrintRequest(files=tuple(corpus[:3]), layout="paper-row-1-2", text="report")
+    job = prepare(request, printers["color"])
+    print_request(request, printers["color"], prepared=job)
+    [printed] = color_scp.printed
+    assert printed["meta"] == "1.2.840.10008.5.1.1.9"
+    assert printed["film_box"].ImageDisplayFormat == "ROW\\1,2"
+    assert printed["film_box"].FilmSizeID == "A4"
+    wide, small1, small2 = (printed["boxes"][p] for p in (1, 2, 3))
+    assert abs(wide.shape[1] - 2 * small1.shape[1]) <= 1 and small1.shape == small2.shape
+    for pos, box in enumerate(job.films[0].boxes, 1):
+        assert np.array_equal(printed["boxes"][pos], box)
+
+
 def test_printer_warning_is_reported(color_scp: PrintSCP, corpus: list[str],
                                      printers: dict[str, Printer]) -> None:
     color_scp.printer_status, color_scp.printer_status_info = "WARNING", "SUPPLY LOW"
