@@ -12,11 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mediasvc.media.burners import parse_target
-from mediasvc.media.burners.publisher import PublisherBackend
-from mediasvc.media.burning import burn
-from mediasvc.media.pdi import SiteInfo
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("burn", help="write staged volumes to an ISO image, drive, folder or "
@@ -41,6 +36,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `mediasvc --help` and the other subcommands need not load pydicom & co.
+    from mediasvc.media.burners import parse_target
+    from mediasvc.media.burners.publisher import PublisherBackend
+    from mediasvc.media.burning import burn
+    from mediasvc.media.pdi import SiteInfo
+
     backend = parse_target(args.target)
     if isinstance(backend, PublisherBackend):
         backend.pickup_timeout = args.pickup_timeout
