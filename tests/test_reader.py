@@ -339,6 +339,15 @@ def test_undefined_length_sequence_and_items(tmp_path: Path) -> None:
     assert len(list(listing.leaves())) == 2
 
 
+def test_consistency_flag_is_reported(tmp_path: Path) -> None:
+    write_dicomdir(tmp_path / "DICOMDIR", patient_tree(),
+                   mangle=lambda ds, items: setattr(ds, "FileSetConsistencyFlag", 0xFFFF))
+    listing = read_fileset(tmp_path)
+    assert listing.method == METHOD_DICOMDIR
+    assert listing.problems == ["DICOMDIR: File-set Consistency Flag is FFFFH (the writer left "
+                                "known inconsistencies)"]
+
+
 def test_inactive_records_are_skipped_with_their_subtree(tmp_path: Path) -> None:
     roots = patient_tree(3)
     roots[0].children[0].children[0].children[1].in_use = False
@@ -424,6 +433,17 @@ def test_symlink_out_to_a_fifo_is_never_opened(tmp_path: Path) -> None:
     assert ("DICOM\\IM1: IMAGE record: Referenced File ID 'DICOM\\IM1' resolves outside the "
             "media root (symlink); not opened") in res.stdout
     assert "DICOM/IM1: symlink resolving outside the media root; not opened" in res.stdout
+    # a DICOMDIR that is itself a symlink out, or a FIFO, is not opened either
+    (media / "DICOMDIR").unlink()
+    (media / "DICOMDIR").symlink_to(tmp_path / "trap")
+    res = mediasvc("fileset", "list", media, timeout=60)
+    assert res.returncode == 0
+    assert ("(read from: scan (DICOMDIR unusable: a symlink leading outside the media root; "
+            "not opened))") in res.stdout
+    (media / "DICOMDIR").unlink()
+    os.mkfifo(media / "DICOMDIR")
+    res = mediasvc("fileset", "list", media, timeout=60)
+    assert "(read from: scan (DICOMDIR unusable: not a regular file))" in res.stdout
     # and the scan fallback walks past it too
     (media / "DICOMDIR").unlink()
     res = mediasvc("fileset", "list", media, timeout=60)

@@ -59,6 +59,7 @@ METHOD_SCAN = "scan (no DICOMDIR)"
 # Directory record tags (PS3.3 F.3.2.2).
 _ROOT_FIRST = Tag(0x0004, 0x1200)
 _ROOT_LAST = Tag(0x0004, 0x1202)
+_CONSISTENCY = Tag(0x0004, 0x1212)
 _RECORD_SEQ = Tag(0x0004, 0x1220)
 _NEXT = Tag(0x0004, 0x1400)
 _IN_USE = Tag(0x0004, 0x1410)
@@ -192,8 +193,9 @@ def _read_fileset(media: Path, scan_fallback: bool, include_inactive: bool) -> F
         root = media
         try:
             dicomdir: Path | None = resolve_file_id(root, ("DICOMDIR",))
-        except UnsafePathError as exc:
-            return _fallback(root, None, f"{exc}", scan_fallback)
+        except UnsafePathError:
+            return _fallback(root, None, "a symlink leading outside the media root; not opened",
+                             scan_fallback)
         except FileNotFoundError:
             dicomdir = None
         if dicomdir is None:
@@ -215,6 +217,11 @@ def _read_fileset(media: Path, scan_fallback: bool, include_inactive: bool) -> F
     problems: list[str] = []
     reader = _TreeReader(root, include_inactive, problems)
     roots, method = reader.records_of(ds, dicomdir)
+    flag = _offset(ds, _CONSISTENCY)
+    if flag:
+        # PS3.3 F.3.2.1: 0000H, or FFFFH when the writer knows of inconsistencies
+        problems.append(f"{_relative(dicomdir, root)}: File-set Consistency Flag is "
+                        f"{flag:04X}H (the writer left known inconsistencies)")
     fileset_id = str(ds.get("FileSetID", "") or "").strip()
     return FileSetListing(root=root, dicomdir=dicomdir, fileset_id=fileset_id, method=method,
                           problems=problems, roots=roots, directory_files=reader.expanded)
