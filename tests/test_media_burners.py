@@ -16,7 +16,7 @@ from conftest import mediasvc, run
 
 from mediasvc.errors import BurnError, CapacityError
 from mediasvc.media.burners import BurnJob
-from mediasvc.media.burners.drive import DriveBackend, parse_toc
+from mediasvc.media.burners.drive import DriveBackend, media_problem, parse_toc
 from mediasvc.media.burners.epson import EpsonBackend
 from mediasvc.media.burners.folder import FolderBackend
 from mediasvc.media.burners.ptburn import PTBurnBackend
@@ -142,6 +142,21 @@ def test_toc_parsing_from_real_xorriso_reports(staged: Path, tmp_path: Path) -> 
     assert written.present and not written.blank and "is written" in written.status
     empty_drive = parse_toc("Media current: is not present\nMedia status : is not present\n")
     assert not empty_drive.present
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    ("Media current: is not present\nMedia status : is not present\n", "no disc in the drive"),
+    ("Media current: CD-ROM\nMedia status : is written , is closed\n",
+     "wrong medium (CD-ROM is read-only)"),
+    ("Media current: DVD+R\nMedia status : is written , is appendable\n", "not blank"),
+    ("Media current: CD-R\nMedia status : is blank\nMedia space  : 100s\n",
+     "the volume needs 1000000 bytes but the disc (CD-R) holds 204800"),
+    ("Media current: BD-R sequential recording\nMedia status : is blank\n"
+     "Media space  : 12219392s\n", None),
+])
+def test_media_problems(report: str, expected: str | None) -> None:
+    problem = media_problem(parse_toc(report), 1_000_000)
+    assert (problem is None) if expected is None else (expected in (problem or ""))
 
 
 def test_drive_burn_blank_check_and_readback_on_stdio_pseudo_drive(staged: Path,

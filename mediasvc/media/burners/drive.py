@@ -65,6 +65,22 @@ def parse_toc(output: str) -> MediaState:
     return MediaState(present, "is blank" in status, media, status, free)
 
 
+def media_problem(state: MediaState, needed: int) -> str | None:
+    """Why the medium in the drive cannot take a volume of ``needed`` bytes, or None."""
+    if not state.present:
+        return "no disc in the drive; insert a blank disc and retry"
+    if any(state.media.startswith(ro) for ro in READ_ONLY_MEDIA):
+        return (f"wrong medium ({state.media} is read-only); insert a blank CD-R, DVD-R/+R "
+                "or BD-R")
+    if not state.blank:
+        return (f"the disc is not blank ({state.status}); insert a blank disc (mediasvc "
+                "never appends to or erases a disc)")
+    if state.free_bytes is not None and state.free_bytes < needed:
+        return (f"the volume needs {needed} bytes but the disc ({state.media}) holds "
+                f"{state.free_bytes}")
+    return None
+
+
 class DriveBackend:
     kind = "drive"
 
@@ -99,18 +115,10 @@ class DriveBackend:
 
     def check_blank(self, needed: int, timeout: float | None = None) -> MediaState:
         state = self.media_state(timeout)
-        where = f"drive {self.device}"
-        if not state.present:
-            raise BurnError(f"{where}: no disc in the drive; insert a blank disc and retry")
-        if any(state.media.startswith(ro) for ro in READ_ONLY_MEDIA):
-            raise BurnError(f"{where}: wrong medium ({state.media} is read-only); insert a "
-                            "blank CD-R, DVD-R/+R or BD-R")
-        if not state.blank:
-            raise BurnError(f"{where}: the disc is not blank ({state.status}); insert a blank "
-                            "disc (mediasvc never appends to or erases a disc)")
-        if state.free_bytes is not None and state.free_bytes < needed:
-            raise CapacityError(f"{where}: the volume needs {needed} bytes but the disc "
-                                f"({state.media}) holds {state.free_bytes}")
+        problem = media_problem(state, needed)
+        if problem:
+            error = CapacityError if problem.startswith("the volume needs") else BurnError
+            raise error(f"drive {self.device}: {problem}")
         return state
 
     def _wait_for_blank(self, needed: int, timeout: float | None) -> None:
