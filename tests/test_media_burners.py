@@ -206,6 +206,7 @@ def test_publisher_job_lifecycle_to_done(kind: str, staged: Path, tmp_path: Path
                         "--json", "--timeout", "60")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count('"status": "done"') == 2  # one record per copy
+    assert proc.stdout.count("publisher: OK") == 2 and proc.stdout.count('"verified": true') == 2
     lc = BACKENDS[kind].lifecycle
     [done] = list(folder.glob(f"*{lc.done}"))
     fields = read_job_file(done)

@@ -133,11 +133,21 @@ class PublisherBackend:
             raise BurnError(f"{what}: job {job_id} failed: {self.error_message(fields)}; "
                             "the staging tree is intact, the job can be retried")
         method = "publisher-verify" if job.verify else ""
-        return [CopyResult(n, f"{what} job {job_id}", "done",
-                           verified=image_verified if job.verify else None,
-                           verify_method=f"image-readback-sha256+{method}" if job.verify else "",
-                           detail=f"{disc_type(result.size)} image {result.size} bytes")
-                for n in range(1, job.copies + 1)]
+        results = []
+        for n in range(1, job.copies + 1):
+            # Per-copy lines (CopyN=OK|...) where the publisher reports them in the done file.
+            said = fields.get(f"Copy{n}", [""])[0]
+            failed = bool(said) and said.upper() != "OK"
+            results.append(CopyResult(
+                n, f"{what} job {job_id}", "failed" if failed else "done",
+                verified=(image_verified and not failed) if job.verify else None,
+                verify_method=f"image-readback-sha256+{method}" if job.verify else "",
+                detail=f"{disc_type(result.size)} image {result.size} bytes"
+                       + (f"; publisher: {said}" if said else "")))
+        if any(r.status == "failed" for r in results):
+            bad = ", ".join(str(r.copy) for r in results if r.status == "failed")
+            raise BurnError(f"{what}: job {job_id}: copies {bad} failed at the publisher")
+        return results
 
     def _wait(self, job_id: str, what: str) -> tuple[str, dict[str, list[str]]]:
         start = time.monotonic()
