@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
@@ -44,8 +44,10 @@ from mediasvc.errors import CapacityError, FileSetError, UsageError
 from mediasvc.fileset.dicomdir import Node, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
 from mediasvc.fileset.scan import (
+    KeyElement,
     Rejection,
     SourceInstance,
+    has_value,
     inspect_file,
     iter_source_files,
     key_spec,
@@ -260,42 +262,52 @@ def _do_transcode(job: tuple[Path, Path, str]) -> tuple[str | None, str]:
         return str(exc), ""
 
 
-def _key_has_value(ds: Dataset, keyword: str) -> bool:
+def _keyhas_value(ds: Dataset, keyword: str) -> bool:
     tag = tag_for_keyword(keyword)
-    return tag is not None and tag in ds and _has_value(ds[tag])
+    return tag is not None and tag in ds and has_value(ds[tag])
 
 
-def _has_value(elem: DataElement | None) -> bool:
-    return elem is not None and elem.VM > 0 and elem.value not in ("", None, b"")
+_TEXT_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "UC")
 
 
 def _merge_keys(insts: Sequence[SourceInstance], level: str, spec: list[tuple[str, str]]
                 ) -> tuple[Dataset, list[str]]:
-    """A record's keys from every instance below it; returns (record, keywords missing)."""
+    """A record's keys from every instance below it; returns (record, keywords missing).
+    Each key comes from the first instance that has a value for it ("if present in any
+    object"); a text value taken from an instance in another character set than the record's
+    is decoded, and re-encoded in the record's (PS3.3 C.12.1.1.2)."""
     rec = Dataset()
     missing: list[str] = []
+    charset: tuple[str, ...] = ()
     for inst in insts:
-        charset = inst.keys[level].get("SpecificCharacterSet")
-        if charset is not None:
-            rec.add(charset)
+        elem = inst.keys[level].get("SpecificCharacterSet")
+        if elem is not None:
+            rec[elem.tag] = elem
+            charset = inst.charset
             break
     for keyword, ktype in spec:
-        chosen: DataElement | None = None
-        present: DataElement | None = None
+        chosen: KeyElement | None = None
+        present: KeyElement | None = None
+        source: SourceInstance | None = None
         for inst in insts:
             elem = inst.keys[level].get(keyword)
-            if _has_value(elem):
-                chosen = elem
+            if has_value(elem):
+                chosen, source = elem, inst
                 break
             if elem is not None and present is None:
                 present = elem
         if chosen is not None:
-            rec.add(chosen)
+            assert source is not None
+            if (isinstance(chosen, RawDataElement) and source.charset != charset
+                    and chosen.VR in _TEXT_VRS):
+                chosen = convert_raw_data_element(chosen, encoding=list(source.charset) or None)
+            rec[chosen.tag] = chosen
         elif ktype == "2":
             tag = tag_for_keyword(keyword)
             assert tag is not None
-            rec.add(present if present is not None else DataElement(
-                tag, dictionary_VR(tag), DicomSequence() if dictionary_VR(tag) == "SQ" else None))
+            vr = dictionary_VR(tag)
+            rec[tag] = present if present is not None else DataElement(
+                tag, vr, DicomSequence() if vr == "SQ" else None)
         elif ktype == "1":
             missing.append(keyword)
     return rec, missing
@@ -345,7 +357,7 @@ def _patient_key(inst: SourceInstance) -> str:
     if inst.patient_id:
         return inst.patient_id
     name = inst.keys["PATIENT"].get("PatientName")
-    return f"\\noid\\{name.value if name is not None else ''}"
+    return f"\\noid\\{name.value!r}" if name is not None else "\\noid\\"
 
 
 def _entity_node(index: dict[str, Node], key: str, siblings: list[Node], rec: Dataset) -> Node:
@@ -431,7 +443,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
             continue
         prec, _ = _merge_keys(p_insts, "PATIENT", key_spec(profile, "PATIENT"))
         prec.DirectoryRecordType = "PATIENT"
-        if pkey not in tree.patients and not _key_has_value(prec, "PatientID"):
+        if pkey not in tree.patients and not _keyhas_value(prec, "PatientID"):
             n = 1 + sum(1 for k in tree.patients if k.startswith(("\\noid\\", "NOID")))
             _invent(prec, "PatientID", f"NOID{n:04d}", result.notes, f"patient #{n}")
         pnode = _entity_node(tree.patients, pkey, tree.roots, prec)
@@ -556,8 +568,8 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
           ) -> Node:
     rec = Dataset()
     for elem in inst.keys["LEAF"].values():
-        rec.add(elem)
-    rec.DirectoryRecordType = inst.record_type
+        rec[elem.tag] = elem
+    rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type)
     for keyword, ktype in key_spec(profile, inst.record_type):
         if keyword not in rec and ktype == "2":
             tag = tag_for_keyword(keyword)
@@ -567,14 +579,16 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
     if inst.record_type == "PRIVATE":
         rec.PrivateRecordUID = inst.sop_class_uid
     if "InstanceNumber" in [k for k, _ in key_spec(profile, inst.record_type)] and (
-            not _key_has_value(rec, "InstanceNumber")):
+            not _keyhas_value(rec, "InstanceNumber")):
         rec.InstanceNumber = number
         inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
-    rec.ReferencedFileID = list(comps)
-    rec.ReferencedSOPClassUIDInFile = inst.sop_class_uid
-    rec.ReferencedSOPInstanceUIDInFile = inst.sop_instance_uid
-    rec.ReferencedTransferSyntaxUIDInFile = (inst.target_transfer_syntax
-                                             or inst.transfer_syntax_uid)
+    # Referenced File ID and the Referenced * in File keys (PS3.3 F.3.2.2), set by tag:
+    # this runs once per instance and keyword look-ups cost more than the rest.
+    rec[0x00041500] = DataElement(0x00041500, "CS", list(comps))
+    rec[0x00041510] = DataElement(0x00041510, "UI", inst.sop_class_uid)
+    rec[0x00041511] = DataElement(0x00041511, "UI", inst.sop_instance_uid)
+    rec[0x00041512] = DataElement(0x00041512, "UI", inst.target_transfer_syntax
+                                  or inst.transfer_syntax_uid)
     if inst.icon is not None and profile.icon_image != "none":
         rec.IconImageSequence = DicomSequence([inst.icon])
     return Node(rec)

@@ -23,9 +23,12 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -63,6 +66,19 @@ class Node:
             yield from child.walk()
 
 
+@contextmanager
+def _unvalidated() -> Iterator[None]:
+    """pydicom checks every value as it writes it; the records hold values read from files
+    (checked by the profile rules and, in the tests, by dciodvfy), and checking them again
+    per element is most of the cost of encoding a large DICOMDIR."""
+    saved = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.writing_validation_mode = saved
+
+
 def _encode(ds: Dataset) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian = True
@@ -73,9 +89,9 @@ def _encode(ds: Dataset) -> bytes:
 
 def _record_body(node: Node) -> bytearray:
     rec = node.record
-    rec.OffsetOfTheNextDirectoryRecord = 0
-    rec.RecordInUseFlag = 0xFFFF if node.in_use else 0x0000
-    rec.OffsetOfReferencedLowerLevelDirectoryEntity = 0
+    rec[0x00041400] = DataElement(0x00041400, "UL", 0)
+    rec[0x00041410] = DataElement(0x00041410, "US", 0xFFFF if node.in_use else 0x0000)
+    rec[0x00041420] = DataElement(0x00041420, "UL", 0)
     body = bytearray(_encode(rec))
     if body[0:4] != _NEXT_TAG or body[12:16] != _FLAG_TAG or body[22:26] != _LOWER_TAG:
         raise AssertionError("directory record does not start with its structural elements")
@@ -105,7 +121,8 @@ def encode_dicomdir(roots: list[Node], fileset_id: str, *,
 
     # Depth-first order; remember each node's offset, then patch next/lower offsets.
     order: list[Node] = [n for root in roots for n in root.walk()]
-    bodies = [_record_body(n) for n in order]
+    with _unvalidated():
+        bodies = [_record_body(n) for n in order]
     offsets: dict[int, int] = {}
     pos = len(header) + len(_SEQ_HEADER)
     for node, body in zip(order, bodies, strict=True):

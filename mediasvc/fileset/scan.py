@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
@@ -39,6 +39,8 @@ REENCODABLE = {NO_META, "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.100
                EXPLICIT_LE}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
 UPPER_LEVELS = ("PATIENT", "STUDY", "SERIES")
+_NEEDS_CHECK = ("DA", "TM")
+KeyElement = DataElement | RawDataElement
 _DEFER = 2048  # values larger than this are not read (pixel data, big private blobs)
 
 
@@ -64,7 +66,8 @@ class SourceInstance:
     modality: str
     record_type: str
     # Directory keys per level ("PATIENT", "STUDY", "SERIES", "LEAF"): DataElements as read.
-    keys: dict[str, dict[str, DataElement]] = field(default_factory=dict)
+    keys: dict[str, dict[str, KeyElement]] = field(default_factory=dict)
+    charset: tuple[str, ...] = ()  # Specific Character Set of the instance
     icon: Dataset | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -92,16 +95,28 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _element(ds: Dataset, keyword: str) -> DataElement | None:
+def _element(ds: Dataset, keyword: str, keep_raw: bool = False) -> KeyElement | None:
+    """The element as a DataElement, or, with keep_raw, as read (a RawDataElement): copying
+    the bytes as read is several times faster than decoding and re-encoding every key of
+    every file, and exact. Only Explicit VR Little Endian raw elements are kept so, since
+    they are written into a DICOMDIR of that encoding as they are."""
     tag = tag_for_keyword(keyword)
-    if tag is None or tag not in ds:
+    if tag is None or tag not in ds._dict:
         return None
-    elem = ds[tag]
+    elem = ds.get_item(tag) if keep_raw else ds[tag]
+    if isinstance(elem, RawDataElement) and elem.VR in _NEEDS_CHECK and elem.value and (
+            b"." in elem.value if elem.VR == "DA" else b":" in elem.value):
+        elem = ds[tag]  # an ACR-NEMA date or time: decoded, then normalised
     return elem
 
 
-def _has_value(elem: DataElement | None) -> bool:
-    return elem is not None and elem.VM > 0 and elem.value not in ("", None, b"")
+def has_value(elem: KeyElement | None) -> bool:
+    """Whether a key element carries a value (raw or decoded)."""
+    if elem is None:
+        return False
+    if isinstance(elem, RawDataElement):
+        return elem.length != 0 and (elem.value is None or bool(elem.value.strip(b" \x00")))
+    return elem.VM > 0 and elem.value not in ("", None, b"")
 
 
 def _truncation(ds: Dataset, path: Path, size: int) -> str | None:
@@ -222,10 +237,12 @@ def _wants_icon(profile: MediaProfile, rtype: str) -> bool:
 _CHARSET_TYPO = re.compile(r"^ISO[-_ ]IR[-_ ]?(\d+)$")
 
 
-def _fixed_charset(elem: DataElement) -> DataElement:
+def _fixed_charset(elem: KeyElement) -> KeyElement:
     """Specific Character Set with the common typos of defined terms corrected ('ISO-IR 100'
     -> 'ISO_IR 100', PS3.3 C.12.1.1.2): pydicom decodes them so, and a DICOMDIR must carry
     valid CS values for validators (dciodvfy) to accept it."""
+    if isinstance(elem, RawDataElement):
+        return elem
     values = [elem.value] if isinstance(elem.value, str) else list(elem.value)
     fixed = []
     for v in values:
@@ -236,11 +253,12 @@ def _fixed_charset(elem: DataElement) -> DataElement:
     return DataElement(elem.tag, "CS", fixed if len(fixed) > 1 else fixed[0])
 
 
-def _normalised(elem: DataElement | None) -> DataElement | None:
+def _normalised(elem: KeyElement | None) -> KeyElement | None:
     """DA and TM in the ACR-NEMA forms that old files still carry ("1994.06.13",
     "15:32:26") rewritten in the DICOM form (PS3.5 6.2, Table 6.2-1 notes) for the record:
     validators reject the old forms in a DICOMDIR. The instance itself is not changed."""
-    if elem is None or elem.VR not in ("DA", "TM") or not isinstance(elem.value, str):
+    if (elem is None or isinstance(elem, RawDataElement) or elem.VR not in ("DA", "TM")
+            or not isinstance(elem.value, str)):
         return elem
     value = elem.value
     fixed = value.replace(".", "") if elem.VR == "DA" else value.replace(":", "")
@@ -263,16 +281,20 @@ def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
 def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> str | None:
     """Copy the directory keys of every level; reject when a leaf type 1 key is missing."""
     charset = _element(ds, "SpecificCharacterSet")
+    if isinstance(charset, DataElement) and has_value(charset):
+        value = charset.value
+        inst.charset = tuple([value] if isinstance(value, str) else list(value))
+    raw = inst.transfer_syntax_uid == EXPLICIT_LE
     levels: Sequence[tuple[str, str]] = [("PATIENT", "PATIENT"), ("STUDY", "STUDY"),
                                          ("SERIES", "SERIES"), ("LEAF", inst.record_type)]
     for level, rtype in levels:
         wanted = key_spec(profile, rtype)
-        found: dict[str, DataElement] = {}
-        if charset is not None and _has_value(charset):
+        found: dict[str, KeyElement] = {}
+        if charset is not None and has_value(charset):
             found["SpecificCharacterSet"] = _fixed_charset(charset)
         for keyword, ktype in wanted:
-            elem = _normalised(_element(ds, keyword))
-            if _has_value(elem):
+            elem = _normalised(_element(ds, keyword, keep_raw=raw))
+            if has_value(elem):
                 assert elem is not None
                 found[keyword] = elem
             elif ktype == "2" and elem is not None:
