@@ -23,10 +23,11 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from pydicom.errors import InvalidDicomError
 from mediasvc.errors import FileSetError, InputError
 from mediasvc.fileset.reader import DirRecord, read_fileset
 from mediasvc.store import files, isoread
-from mediasvc.store.index import NewInstance, Store
+from mediasvc.store.index import INDEX, NewInstance, Store
 from mediasvc.store.mds import extract_instance
 from mediasvc.store.mds_def import load_definition
 from mediasvc.store.reconcile import Reconciler
@@ -167,33 +168,31 @@ def mds_extractor() -> Callable[[Dataset], dict[str, Any]]:
 class _Pending:
     item: NewInstance
     outcome: Outcome
-    tmp: Future[Path]
+    tmp: Path
 
 
 class _Batch:
     """Files of a batch and their rows, made durable and committed together.
 
-    Per batch: tmp files written (by worker threads: the writes release the GIL, so parsing
-    the next file overlaps them), one flush to disk, renames to the content addresses, one more
-    flush (the directory entries), then one transaction for the rows. A kill at any moment
-    leaves tmp files or renamed files without rows, which recovery removes (index.py).
+    Per batch: the files are already under tmp/ (written by whoever read them), one flush to
+    disk, renames to the content addresses, one more flush (the directory entries), then one
+    transaction for the rows. A kill at any moment leaves tmp files or renamed files without
+    rows, which recovery removes (index.py).
     """
 
     def __init__(self, store: Store, import_id: int, label: str, fileset_id: str,
                  volume: str) -> None:
         self.store, self.import_id = store, import_id
         self.label, self.fileset_id, self.volume = label, fileset_id, volume
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-put")
         self.pending: list[_Pending] = []
         self.by_sop: dict[str, list[tuple[str, str, _Pending]]] = {}
         self.bytes = 0
         self.since = time.monotonic()
 
-    def put(self, data: bytes, item: NewInstance, outcome: Outcome) -> None:
-        fut = self.pool.submit(files.write_tmp, self.store.root, data)
-        p = _Pending(item, outcome, fut)
+    def put(self, tmp: Path, item: NewInstance, outcome: Outcome) -> None:
+        p = _Pending(item, outcome, tmp)
         self.pending.append(p)
-        self.bytes += len(data)
+        self.bytes += item.size
         self.by_sop.setdefault(item.sop_uid, []).append((item.checksum, item.source_checksum, p))
         if (len(self.pending) >= BATCH or self.bytes >= BATCH_BYTES
                 or time.monotonic() - self.since > BATCH_SECONDS):
@@ -202,10 +201,8 @@ class _Batch:
     def flush(self) -> None:
         if self.pending:
             root = self.store.root
-            tmps = [p.tmp.result() for p in self.pending]
-            files.make_durable(root, tmps)
-            finals = [files.publish(root, t, p.item.checksum)
-                      for t, p in zip(tmps, self.pending, strict=True)]
+            files.make_durable(root, [p.tmp for p in self.pending])
+            finals = [files.publish(root, p.tmp, p.item.checksum) for p in self.pending]
             files.make_durable(root, {(root / rel).parent for rel in finals})
             ids = self.store.add([p.item for p in self.pending], import_id=self.import_id,
                                  medium_label=self.label, fileset_id=self.fileset_id,
@@ -217,8 +214,11 @@ class _Batch:
         self.bytes = 0
         self.since = time.monotonic()
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
+    def discard(self) -> None:
+        for p in self.pending:
+            with contextlib.suppress(OSError):
+                p.tmp.unlink()
+        self.pending.clear()
 
 
 def import_media(store: Store, media: Path, *, reconciler: Reconciler | None = None,
@@ -251,7 +251,7 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
     import_id = store.begin_import(report.media, label, listing.fileset_id, listing.method)
     report.import_id = import_id
     paths = [str(leaf.path) for leaf in listing.leaves if leaf.path is not None]
-    examined = examine_all(paths, lock_fd=store.lock_fd)
+    examined = examine_all(paths, store.root, lock_fd=store.lock_fd)
     batch = _Batch(store, import_id, label, listing.fileset_id, volume)
     total = len(listing.leaves)
     try:
@@ -269,7 +269,7 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
         batch.flush()
     finally:
         examined.close()
-        batch.close()
+        batch.discard()
     store.finish_import(import_id, report.complete, report.counts())
 
 
@@ -282,7 +282,8 @@ class Examined:
     path: str
     status: str = ""            # "": usable; else REJECTED or UNREADABLE
     reason: str = ""
-    data: bytes = b""
+    tmp: str = ""               # the bytes, copied under the store's tmp/ ("" for a duplicate)
+    size: int = 0
     source_sum: str = ""
     header: dict[str, Any] = field(default_factory=dict)
     mds: dict[str, Any] = field(default_factory=dict)
@@ -302,34 +303,54 @@ def _extract_mds(ds: Dataset, path: str) -> dict[str, Any]:
         return {}
 
 
-def examine(path: str) -> Examined:
-    """Read ``path`` once, parse its header, check it, hash it, extract its MDS."""
+def _known_sums(root: Path, sop_uid: str) -> set[str]:
+    """Checksums already stored under ``sop_uid`` (a read-only look, so that a duplicate is
+    not even copied; the importer decides again with its own connection)."""
+    global _DB
+    if _DB is None or _DB[0] != str(root):
+        if _DB is not None:
+            _DB[1].close()
+        _DB = (str(root), sqlite3.connect(f"file:{root / INDEX}?mode=ro", uri=True,
+                                          timeout=30.0))
+    rows = _DB[1].execute("SELECT checksum, source_checksum FROM instances WHERE sop_uid=?",
+                       (sop_uid,)).fetchall()
+    return {str(v) for row in rows for v in row}
+
+
+_DB: tuple[str, sqlite3.Connection] | None = None   # (store root, read-only connection)
+
+
+def examine(path: str, root: Path) -> Examined:
+    """Read ``path`` once: parse its header, check it, hash it, extract its MDS, and copy it
+    under ``root``/tmp/ unless the store holds these bytes already."""
     ex = Examined(path)
     try:
         with open(path, "rb") as fh:
-            ex.data = fh.read()
+            data = fh.read()
     except OSError as exc:
         ex.status, ex.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
         return ex
-    buf = io.BytesIO(ex.data)
+    buf = io.BytesIO(data)
     try:
         # The header only: the pixel data stays in ``data`` (parsing it would copy it, for
         # nothing: pydicom does not check its length either, _truncated() does).
         ds = pydicom.dcmread(buf, stop_before_pixels=True)
     except InvalidDicomError as exc:
         ex.status, ex.reason = REJECTED, f"not a DICOM file: {exc}"
+        return ex
     except Exception as exc:  # pydicom raises many kinds on damaged input
         ex.status, ex.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
-    else:
-        ex.reason = _unusable(ds) or _truncated(ds, len(ex.data) - buf.tell())
-        if ex.reason:
-            ex.status = REJECTED
-        else:
-            ex.source_sum = hashlib.sha256(ex.data).hexdigest()
-            ex.header = _header(ds)
-            ex.mds = _extract_mds(ds, path)
-    if ex.status:
-        ex.data = b""
+        return ex
+    ex.reason = _unusable(ds) or _truncated(ds, len(data) - buf.tell())
+    if ex.reason:
+        ex.status = REJECTED
+        return ex
+    ex.source_sum = hashlib.sha256(data).hexdigest()
+    ex.size = len(data)
+    ex.header = _header(ds)
+    if ex.source_sum not in _known_sums(root, ex.header["sop_uid"]):
+        ex.tmp = str(files.write_tmp(root, data))
+        ex.mds = _extract_mds(ds, path)
     return ex
 
 
@@ -337,6 +358,8 @@ def _worker_init(lock_fd: int | None) -> None:
     """In a forked worker: let go of the store's writer lock (an flock is shared by every copy
     of its descriptor: a worker outliving a killed import would keep the store locked), and
     die with the parent (PR_SET_PDEATHSIG, Linux) rather than linger after a SIGKILL."""
+    global _DB
+    _DB = None   # a SQLite connection must not cross a fork: the worker opens its own
     if lock_fd is not None:
         with contextlib.suppress(OSError):
             os.close(lock_fd)
@@ -347,7 +370,7 @@ def _worker_init(lock_fd: int | None) -> None:
             os._exit(1)
 
 
-def examine_all(paths: list[str], workers: int | None = None,
+def examine_all(paths: list[str], root: Path, workers: int | None = None,
                 lock_fd: int | None = None) -> Generator[Examined, None, None]:
     """``examine`` every path, in order. Large media use worker processes (parsing and MDS
     extraction are CPU-bound Python: threads would share one core); a bounded window of files
@@ -356,7 +379,7 @@ def examine_all(paths: list[str], workers: int | None = None,
         workers = int(os.environ.get("MEDIASVC_IMPORT_WORKERS", os.cpu_count() or 1))
     if workers <= 1 or len(paths) < PARALLEL_MIN:
         for p in paths:
-            yield examine(p)
+            yield examine(p, root)
         return
     # fork: the workers start at the first submit, before this import starts any thread of
     # its own; forkserver/spawn would re-run the caller's __main__, which a script may not
@@ -367,12 +390,12 @@ def examine_all(paths: list[str], workers: int | None = None,
         window: deque[Future[Examined]] = deque()
         todo = iter(paths)
         for p in itertools.islice(todo, IN_FLIGHT):
-            window.append(pool.submit(examine, p))
+            window.append(pool.submit(examine, p, root))
         while window:
             fut = window.popleft()
             nxt = next(todo, None)
             if nxt is not None:
-                window.append(pool.submit(examine, nxt))
+                window.append(pool.submit(examine, nxt, root))
             yield fut.result()
 
 
@@ -381,6 +404,18 @@ def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
     if ex.status:
         outcome.status, outcome.reason = ex.status, ex.reason
         return
+    tmp = Path(ex.tmp) if ex.tmp else None
+    try:
+        tmp = _decide(store, ex, tmp, outcome, batch, reconciler)
+    finally:
+        if tmp is not None:   # not handed to the batch: not needed
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _decide(store: Store, ex: Examined, tmp: Path | None, outcome: Outcome, batch: _Batch,
+            reconciler: Reconciler | None) -> Path | None:
+    """Classify one examined file and hand its copy to the batch; returns a copy not used."""
     sop = str(ex.header["sop_uid"])
     outcome.sop_instance_uid = sop
     known = store.known(sop)
@@ -388,31 +423,40 @@ def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
     for rid, c, s in known:
         if ex.source_sum in (c, s):
             outcome.status, outcome.instance_id = DUPLICATE, rid
-            return
+            return tmp
     for c, s, p in in_batch:
         if ex.source_sum in (c, s):
             outcome.status = DUPLICATE
             batch.flush()   # so that the duplicate can name the row it duplicates
             outcome.instance_id = p.outcome.instance_id
-            return
-    data, checksum, header, mds = ex.data, ex.source_sum, ex.header, ex.mds
+            return tmp
+    if tmp is None:   # the worker saw these bytes stored; the store no longer has them
+        examined = examine(ex.path, store.root)
+        if examined.status or not examined.tmp:
+            outcome.status, outcome.reason = REJECTED, examined.reason or "changed while read"
+            return None
+        ex, tmp = examined, Path(examined.tmp)
+    checksum, header, mds, size = ex.source_sum, ex.header, ex.mds, ex.size
     if reconciler is not None and reconciler.active:
         # Re-encode the whole file: the coerced header, the pixel data as it was.
-        full = pydicom.dcmread(io.BytesIO(data))
+        full = pydicom.dcmread(tmp)
         if reconciler.apply(full, source=str(full.get("InstitutionName", "") or "")):
             out = io.BytesIO()
             pydicom.dcmwrite(out, full, enforce_file_format=True)
             data = out.getvalue()
-            checksum = hashlib.sha256(data).hexdigest()
+            checksum, size = hashlib.sha256(data).hexdigest(), len(data)
             header, mds = _header(full), _extract_mds(full, ex.path)
+            tmp.unlink()
+            tmp = files.write_tmp(store.root, data)
     if known or in_batch:
         outcome.status = CONFLICT
         outcome.reason = (f"SOP Instance UID already stored with other content; both kept "
                           f"(this copy {checksum[:12]})")
     item = NewInstance(**header, relpath=files.object_relpath(checksum), checksum=checksum,
-                       source_checksum=ex.source_sum, size=len(data),
+                       source_checksum=ex.source_sum, size=size,
                        source_path=outcome.source, mds=mds)
-    batch.put(data, item, outcome)
+    batch.put(tmp, item, outcome)
+    return None
 
 
 def _unusable(ds: Dataset) -> str:
