@@ -150,8 +150,16 @@ def test_volume_from_instances_matches_the_dicomdir(small_corpus: Path, tmp_path
     from mediasvc.media.pdi import volume_from_instances
     from mediasvc.profiles import media_profile
 
+    # One source in ISO_IR 100: names must come out decoded with the file's character set.
+    latin = pydicom.dcmread(next(iter(sorted(small_corpus.glob("*.dcm")))))
+    latin.SpecificCharacterSet = "ISO_IR 100"
+    latin.PatientName, latin.PatientID = "MÜLLER^JÖRG", "LAT1"
+    latin.StudyInstanceUID, latin.SeriesInstanceUID = "1.2.3.4.1", "1.2.3.4.2"
+    latin.SOPInstanceUID = latin.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.3"
+    (tmp_path / "extra").mkdir()
+    latin.save_as(tmp_path / "extra" / "latin.dcm")
     profile = media_profile("STD-GEN-CD")
-    scan = scan_sources([small_corpus], profile, workers=1)
+    scan = scan_sources([small_corpus, tmp_path / "extra"], profile, workers=1)
     result = write_fileset(scan.instances, tmp_path / "v", profile, fileset_id="X", workers=1)
     file_ids = {v.sop_instance_uid: v.file_id for v in result.verdicts if v.file_id}
     fast = volume_from_instances(scan.instances, file_ids)
@@ -162,4 +170,5 @@ def test_volume_from_instances_matches_the_dicomdir(small_corpus: Path, tmp_path
                        r.number, sorted(r.files))
                       for p in vol.patients for s in p.studies for r in s.series)
 
-    assert shape(fast) == shape(read) and fast.instance_count == 12
+    assert shape(fast) == shape(read) and fast.instance_count == 13
+    assert "MÜLLER^JÖRG" in {p.name for p in fast.patients}

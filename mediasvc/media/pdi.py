@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -164,8 +166,23 @@ def volume_from_instances(instances: Sequence[Any], file_ids: dict[str, str]) ->
     directory keys) and the File IDs it assigned: no need to parse the DICOMDIR just written.
     ``file_ids``: SOP Instance UID -> 'DICOM\\PA000001\\...' of every placed instance."""
     def key(inst: Any, level: str, keyword: str) -> str:
-        elem = inst.keys.get(level, {}).get(keyword)
-        value = None if elem is None else elem.value
+        keys = inst.keys.get(level, {})
+        elem = keys.get(keyword)
+        if elem is None:
+            return ""
+        if isinstance(elem, RawDataElement):  # kept as read: decode with its character set
+            charset = keys.get("SpecificCharacterSet")
+            encodings = None
+            if charset is not None and charset.value:
+                raw_cs = charset.value
+                if isinstance(raw_cs, bytes):
+                    raw_cs = raw_cs.decode("ascii", "replace").split("\\")
+                encodings = convert_encodings(raw_cs)
+            try:
+                elem = convert_raw_data_element(elem, encoding=encodings)
+            except Exception:  # noqa: BLE001 - a README line must not fail the export
+                return ""
+        value = elem.value
         return "" if value is None else str(value).strip()
 
     vol = VolumeInfo(fileset_id="")
