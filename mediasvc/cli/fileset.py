@@ -127,14 +127,15 @@ def _matches(keys: dict[str, str], wanted: dict[str, str]) -> bool:
 def record_keys(ds: Dataset) -> dict[str, Any]:
     """A record's keys as JSON-friendly values (keyword -> text, list or number)."""
     out: dict[str, Any] = {}
-    for elem in ds:
-        if elem.tag in _STRUCTURAL or elem.tag.group == 0x0004 and elem.tag.element < 0x1500:
+    for tag in list(ds.keys()):
+        if tag in _STRUCTURAL or tag.group == 0x0004 and tag.element < 0x1500:
             continue
-        name = elem.keyword or str(elem.tag)
         try:
+            elem = ds[tag]
             value = elem.value
         except Exception:  # an undecodable value in a third-party DICOMDIR
             continue
+        name = elem.keyword or str(elem.tag)
         if isinstance(value, DicomSequence):
             out[name] = f"<{len(value)} item{'s' if len(value) != 1 else ''}>"
         elif isinstance(value, (bytes, bytearray)):

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -109,7 +110,10 @@ class DirRecord:
 
     def get(self, keyword: str) -> str:
         """A key of this record as text ('' when absent or empty)."""
-        value = self.dataset.get(keyword)
+        try:
+            value = self.dataset.get(keyword)
+        except Exception:  # an undecodable value in a third-party DICOMDIR
+            return ""
         if value is None:
             return ""
         if isinstance(value, (list, tuple, MultiValue)):
@@ -314,15 +318,14 @@ class _TreeReader:
         return roots, method
 
     def _record(self, item: Dataset) -> DirRecord:
-        rtype = str(item.get(_TYPE).value if _TYPE in item else "").strip().upper()
-        in_use_elem = item.get(_IN_USE)
-        in_use = in_use_elem is None or in_use_elem.value in (None, "") or in_use_elem.value != 0
+        rtype = str(_value(item, _TYPE) or "").strip().upper()
+        in_use = _value(item, _IN_USE)
         rec = DirRecord(record_type=rtype or "UNKNOWN", offset=getattr(item, "seq_item_tell", None),
-                        in_use=bool(in_use), dataset=item, file_id=None, path=None, problem=None)
+                        in_use=in_use in (None, "") or in_use != 0, dataset=item, file_id=None,
+                        path=None, problem=None)
         if _FILE_ID in item:
-            comps = split_file_id(item[_FILE_ID].value)
-            rec.file_id = comps
-            rec.path, rec.problem = self.resolve(comps)
+            rec.file_id = split_file_id(_value(item, _FILE_ID))
+            rec.path, rec.problem = self.resolve(rec.file_id)
         return rec
 
     def resolve(self, comps: tuple[str, ...]) -> tuple[Path | None, str | None]:
@@ -379,12 +382,20 @@ def _show(file_id: tuple[str, ...] | None) -> str:
     return "\\".join(file_id or ())
 
 
-def _offset(item: Dataset, tag: int) -> int:
-    elem = item.get(tag)
-    if elem is None or elem.value in (None, ""):
-        return 0
+def _value(item: Dataset, tag: int) -> Any:
+    """An element's value, or None when absent or undecodable (pydicom converts values when
+    first accessed, so a damaged element raises only here)."""
     try:
-        return int(elem.value)
+        elem = item.get(tag)
+        return None if elem is None else elem.value
+    except Exception:  # pydicom raises many kinds on broken input; none may escape
+        return None
+
+
+def _offset(item: Dataset, tag: int) -> int:
+    value = _value(item, tag)
+    try:
+        return int(value) if value not in (None, "") else 0
     except (TypeError, ValueError):
         return 0
 
