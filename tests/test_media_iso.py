@@ -159,6 +159,12 @@ def test_names_iso_level1_cannot_hold_are_refused(staged: Path, tmp_path: Path) 
     assert not (tmp_path / "x.iso").exists()
 
 
+def test_image_inside_the_staging_tree_is_refused(staged: Path) -> None:
+    proc = mediasvc("burn", staged, "--to", f"iso:{staged / 'DISC.ISO'}")
+    assert proc.returncode == 3 and "inside the staging tree" in proc.stderr
+    assert not (staged / "DISC.ISO").exists()
+
+
 def test_not_a_staging_tree(tmp_path: Path) -> None:
     proc = mediasvc("burn", tmp_path, "--to", f"iso:{tmp_path / 'x.iso'}")
     assert proc.returncode == 3 and "not a staging tree" in proc.stderr

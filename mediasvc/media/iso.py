@@ -157,6 +157,8 @@ def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
     what = f"ISO image {out}"
     if not (root / "DICOMDIR").is_file():
         raise MediaError(f"{root}: not a staging tree (no DICOMDIR at its root)")
+    if out.resolve().is_relative_to(root.resolve()):
+        raise MediaError(f"{what}: inside the staging tree {root}; it would end up in itself")
     problems = level1_problems(root)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"

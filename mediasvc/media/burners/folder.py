@@ -70,6 +70,8 @@ class FolderBackend:
         what = f"folder {target}"
         files = sorted(p for p in job.staging.rglob("*") if p.is_file())
         needed = sum(p.stat().st_size for p in files)
+        if target.resolve().is_relative_to(job.staging.resolve()):
+            raise BurnError(f"{what}: inside the staging tree {job.staging}")
         existing = target.parent if not target.exists() else target
         if not existing.is_dir():
             raise BurnError(f"{what}: {existing} does not exist or is not a folder")
