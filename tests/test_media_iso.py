@@ -78,6 +78,20 @@ def test_iso_names_are_level1_and_root_files_first(image: Path) -> None:
               re.finditer(r"File data lba:\s+\d+\s*,\s*(\d+)\s*,.*'(/[^']+)'", lba)}
     first = sorted(starts, key=starts.__getitem__)[:3]
     assert first == ["/DICOMDIR", "/README.TXT", "/INDEX.HTM"]
+    # The instances lie on the disc in DICOMDIR record order: a reader walks it without seeks.
+    ds = pydicom.dcmread(run_extract_dicomdir(image))
+    in_record_order = ["/" + "/".join(r.ReferencedFileID) for r in ds.DirectoryRecordSequence
+                       if "ReferencedFileID" in r]
+    lbas = [starts[f] for f in in_record_order]
+    assert len(lbas) == 12 and lbas == sorted(lbas)
+
+
+def run_extract_dicomdir(image: Path) -> Path:
+    out = image.with_name("DICOMDIR.extracted")
+    if not out.exists():
+        run(["xorriso", "-osirrox", "on", "-indev", image, "-extract", "/DICOMDIR", out],
+            check=True)
+    return out
 
 
 def test_iso_content_is_byte_identical_and_dicomdir_valid(image: Path, staged: Path,
