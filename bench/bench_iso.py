@@ -45,9 +45,14 @@ make_iso(stage, image)
 """
 
 
+SYNC = False
+
+
 def timed(cmd: list[str], **kw: object) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+    if SYNC:
+        os.sync()
     return time.perf_counter() - start
 
 
@@ -63,7 +68,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--images", type=int, default=100, help="per series (10 series, 2 pts)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument("--sync", action="store_true",
+                    help="end both timings with sync: to the disk, not just the page cache")
     args = ap.parse_args()
+    global SYNC
 
     tmp = Path(tempfile.mkdtemp(prefix="mediasvc-bench-iso-", dir=args.workdir))
     try:
@@ -78,6 +86,9 @@ def main() -> int:
               f"in {src}")
         settle()
         subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # warm cache
+        SYNC = args.sync
+        print("timings end with sync (data on disk)" if SYNC else
+              "timings end when the commands end (data may still be in the page cache)")
 
         ratios: list[float] = []
         lib_ratios: list[float] = []
