@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,12 +172,14 @@ class _Pending:
 
 
 class _Batch:
-    """Files of a batch and their rows, made durable and committed together.
+    """Files and their rows, made durable and committed batch by batch, in order.
 
-    Per batch: the files are already under tmp/ (written by whoever read them), one flush to
-    disk, renames to the content addresses, one more flush (the directory entries), then one
-    transaction for the rows. A kill at any moment leaves tmp files or renamed files without
-    rows, which recovery removes (index.py).
+    Per batch: the files are already under tmp/ (written by whoever read them); one flush to
+    disk, renames to the content addresses, one more flush (the directory entries) - done by a
+    thread, so that the disk works while the next batch is read and parsed - and only when that
+    has finished, one transaction for the batch's rows (on the calling thread, which owns the
+    SQLite connection). A kill at any moment leaves tmp files or renamed files without rows,
+    which recovery removes (index.py).
     """
 
     def __init__(self, store: Store, import_id: int, label: str, fileset_id: str,
@@ -185,7 +187,9 @@ class _Batch:
         self.store, self.import_id = store, import_id
         self.label, self.fileset_id, self.volume = label, fileset_id, volume
         self.pending: list[_Pending] = []
+        self.inflight: tuple[list[_Pending], Future[None]] | None = None
         self.by_sop: dict[str, list[tuple[str, str, _Pending]]] = {}
+        self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sync")
         self.bytes = 0
         self.since = time.monotonic()
 
@@ -196,25 +200,52 @@ class _Batch:
         self.by_sop.setdefault(item.sop_uid, []).append((item.checksum, item.source_checksum, p))
         if (len(self.pending) >= BATCH or self.bytes >= BATCH_BYTES
                 or time.monotonic() - self.since > BATCH_SECONDS):
-            self.flush()
+            self._rotate()
 
-    def flush(self) -> None:
+    def _durable(self, batch: list[_Pending]) -> None:
+        root = self.store.root
+        files.make_durable(root, [p.tmp for p in batch])
+        finals = [files.publish(root, p.tmp, p.item.checksum) for p in batch]
+        files.make_durable(root, {(root / rel).parent for rel in finals})
+
+    def _commit_inflight(self) -> None:
+        if self.inflight is None:
+            return
+        batch, fut = self.inflight
+        self.inflight = None
+        fut.result()   # every file of the batch is durable under its final name
+        ids = self.store.add([p.item for p in batch], import_id=self.import_id,
+                             medium_label=self.label, fileset_id=self.fileset_id,
+                             volume=self.volume)
+        for p, row_id in zip(batch, ids, strict=True):
+            p.outcome.instance_id = row_id
+        done = {id(p) for p in batch}
+        for sop in list(self.by_sop):
+            left = [e for e in self.by_sop[sop] if id(e[2]) not in done]
+            if left:
+                self.by_sop[sop] = left
+            else:
+                del self.by_sop[sop]
+
+    def _rotate(self) -> None:
+        self._commit_inflight()
         if self.pending:
-            root = self.store.root
-            files.make_durable(root, [p.tmp for p in self.pending])
-            finals = [files.publish(root, p.tmp, p.item.checksum) for p in self.pending]
-            files.make_durable(root, {(root / rel).parent for rel in finals})
-            ids = self.store.add([p.item for p in self.pending], import_id=self.import_id,
-                                 medium_label=self.label, fileset_id=self.fileset_id,
-                                 volume=self.volume)
-            for p, row_id in zip(self.pending, ids, strict=True):
-                p.outcome.instance_id = row_id
-        self.pending.clear()
-        self.by_sop.clear()
+            batch, self.pending = self.pending, []
+            self.inflight = (batch, self.disk.submit(self._durable, batch))
         self.bytes = 0
         self.since = time.monotonic()
 
-    def discard(self) -> None:
+    def flush(self) -> None:
+        """Everything put so far durable and committed."""
+        self._rotate()
+        self._commit_inflight()
+
+    def close(self) -> None:
+        """Stop; what is not committed stays for recovery (tmp/ or orphans under objects/)."""
+        if self.inflight is not None:
+            with contextlib.suppress(Exception):
+                self.inflight[1].result()
+        self.disk.shutdown(wait=True)
         for p in self.pending:
             with contextlib.suppress(OSError):
                 p.tmp.unlink()
@@ -269,7 +300,7 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
         batch.flush()
     finally:
         examined.close()
-        batch.discard()
+        batch.close()
     store.finish_import(import_id, report.complete, report.counts())
 
 
