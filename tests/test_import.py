@@ -334,3 +334,31 @@ def test_reconciler_leaves_unmapped_alone() -> None:
     ds.PatientID = "OTHER"
     assert Reconciler(mapping={}).apply(ds) == []
     assert "OriginalAttributesSequence" not in ds
+
+
+def test_dicomdir_file_as_media(exported: Path, tmp_path: Path) -> None:
+    code, rep = import_json(exported / "DICOMDIR", tmp_path / "store")
+    assert code == 0 and rep["counts"]["imported"] == 12 and rep["fileset_id"] == "TESTSET"
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    import io
+
+    from mediasvc.cli.import_ import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = ProgressBar(out, min_seconds=0.0)
+    for n in range(1, 101):
+        bar(n, 100)
+    bar.close()
+    text = out.getvalue()
+    assert "\r[" in text and "100/100 files" in text and text.endswith("\n")
+    quiet = io.StringIO()          # not a terminal (a script, --json into a pipe): no bar
+    bar = ProgressBar(quiet, min_seconds=0.0)
+    bar(1, 1)
+    bar.close()
+    assert quiet.getvalue() == ""

@@ -258,6 +258,8 @@ def import_media(store: Store, media: Path, *, reconciler: Reconciler | None = N
     media = Path(media)
     if not media.exists():
         raise InputError(media, "no such folder, image or device")
+    if media.is_file() and media.name.upper() == "DICOMDIR":
+        media = media.parent   # the DICOMDIR of a mounted medium: read the medium
     report = ImportReport(media=str(media.absolute()), store=str(store.root))
     with store.writing():
         if isoread.is_image(media):
