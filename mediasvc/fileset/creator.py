@@ -262,7 +262,7 @@ def _do_transcode(job: tuple[Path, Path, str]) -> tuple[str | None, str]:
         return str(exc), ""
 
 
-def _keyhas_value(ds: Dataset, keyword: str) -> bool:
+def _key_has_value(ds: Dataset, keyword: str) -> bool:
     tag = tag_for_keyword(keyword)
     return tag is not None and tag in ds and has_value(ds[tag])
 
@@ -415,8 +415,11 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
     copies = [(i.path, out.joinpath(*c), link) for i, c in jobs if not i.target_transfer_syntax]
     converts = [(i.path, out.joinpath(*c), str(i.target_transfer_syntax))
                 for i, c in jobs if i.target_transfer_syntax]
+    # Small files copy fastest one after the other (sendfile does the work; threads only
+    # contend for the GIL); large ones gain from overlapping I/O.
+    big = copies and sum(src.stat().st_size for src, _, _ in copies[:50]) > 50 * 256_000
     try:
-        _map(lambda job: place_file(*job), copies, workers, processes=False)
+        _map(lambda job: place_file(*job), copies, workers if big else 1, processes=False)
     except OSError as exc:
         raise FileSetError(f"cannot write into {out}: {exc.strerror} ({exc.filename})") from exc
     failures = dict(zip([c[0] for c in converts], _map(_do_transcode, converts, workers),
@@ -443,7 +446,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
             continue
         prec, _ = _merge_keys(p_insts, "PATIENT", key_spec(profile, "PATIENT"))
         prec.DirectoryRecordType = "PATIENT"
-        if pkey not in tree.patients and not _keyhas_value(prec, "PatientID"):
+        if pkey not in tree.patients and not _key_has_value(prec, "PatientID"):
             n = 1 + sum(1 for k in tree.patients if k.startswith(("\\noid\\", "NOID")))
             _invent(prec, "PatientID", f"NOID{n:04d}", result.notes, f"patient #{n}")
         pnode = _entity_node(tree.patients, pkey, tree.roots, prec)
@@ -570,16 +573,17 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
     for elem in inst.keys["LEAF"].values():
         rec[elem.tag] = elem
     rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type)
-    for keyword, ktype in key_spec(profile, inst.record_type):
-        if keyword not in rec and ktype == "2":
+    spec = key_spec(profile, inst.record_type)
+    for keyword, ktype in spec:
+        if ktype == "2" and keyword not in inst.keys["LEAF"]:
             tag = tag_for_keyword(keyword)
             assert tag is not None
             vr = dictionary_VR(tag)
             rec.add(DataElement(tag, vr, DicomSequence() if vr == "SQ" else None))
     if inst.record_type == "PRIVATE":
         rec.PrivateRecordUID = inst.sop_class_uid
-    if "InstanceNumber" in [k for k, _ in key_spec(profile, inst.record_type)] and (
-            not _keyhas_value(rec, "InstanceNumber")):
+    if ("InstanceNumber", "1") in spec and not has_value(inst.keys["LEAF"].get(
+            "InstanceNumber")):
         rec.InstanceNumber = number
         inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
     # Referenced File ID and the Referenced * in File keys (PS3.3 F.3.2.2), set by tag:

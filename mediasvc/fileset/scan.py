@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -90,7 +90,22 @@ def iter_source_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+_STRING_VRS = ("UI", "CS", "LO", "SH", "IS", "DS")
+
+
 def _text(ds: Dataset, keyword: str) -> str:
+    """A string attribute as text. Read from the raw bytes where it was not decoded yet:
+    decoding through pydicom costs more than the rest of the look-up (UIDs, codes and IDs
+    are ASCII or Latin-1 in practice; the value serves for grouping and checks only)."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return ""
+    elem = ds._dict.get(Tag(tag))
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement) and dictionary_VR(tag) in _STRING_VRS:
+        raw = elem.value
+        return "" if raw is None else raw.decode("latin-1").strip(" \x00")
     value = ds.get(keyword)
     return "" if value is None else str(value).strip()
 
@@ -267,8 +282,20 @@ def _normalised(elem: KeyElement | None) -> KeyElement | None:
     return DataElement(elem.tag, elem.VR, fixed)
 
 
+_SPECS: dict[tuple[int, str], tuple[MediaProfile, list[tuple[str, str]]]] = {}
+
+
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
-    """(keyword, type) of every directory key of a record type: baseline + profile."""
+    """(keyword, type) of every directory key of a record type: baseline + profile.
+    Cached per profile object (kept alive by the cache, so its id is not reused)."""
+    cached = _SPECS.get((id(profile), record_type))
+    if cached is None:
+        cached = _SPECS[(id(profile), record_type)] = (profile,
+                                                        _key_spec(profile, record_type))
+    return cached[1]
+
+
+def _key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
     wanted: list[tuple[str, str]] = list(BASELINE_KEYS.get(record_type, ()))
     extra = profile.record_keys(record_type)
     have = {k for k, _ in wanted}

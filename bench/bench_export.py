@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark: `mediasvc export` against DCMTK's pipeline, in the same run.
+
+    python bench/bench_export.py [--instances 10000] [--corpus DIR] [--runs 3]
+
+The corpus is make_corpus.py with --patients 10 --studies 2 --series 5 --images N/100
+(10,000 instances by default), written to a temp folder unless --corpus names one.
+DCMTK's pipeline is what a site does by hand: copy the files into a staging tree under ISO
+names, then `dcmmkdir +r`. Both run on a warm page cache, alternately, --runs times; the
+medians are compared. Peak memory is the largest resident set of mediasvc's processes
+(ru_maxrss of the waited-for children: the main process or one worker).
+Not a test: run by hand; figures go into the closing notes as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
+
+
+def make(corpus: Path, instances: int) -> None:
+    per_series = max(1, instances // 100)
+    subprocess.run([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(corpus),
+                    "--patients", "10", "--studies", "2", "--series", "5",
+                    "--images", str(per_series)], check=True)
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def dcmtk(corpus: Path, work: Path) -> float:
+    staging = work / "dcmtk"
+    t0 = time.perf_counter()
+    files = sorted(p for p in corpus.iterdir() if p.is_file())
+    for i, src in enumerate(files):
+        folder = staging / "DICOM" / f"D{i // 1000:07d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True)
+        shutil.copyfile(src, folder / f"I{i:07d}")
+    subprocess.run(["dcmmkdir", "+r", "-q", "DICOM"], cwd=staging, check=True)
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(staging)
+    return elapsed
+
+
+def ours(corpus: Path, work: Path) -> tuple[float, int]:
+    out = work / "ours"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mediasvc", "-q", "export", str(corpus), "--out",
+                    str(out), "--capacity", "100G"], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - t0
+    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    shutil.rmtree(out)
+    return elapsed, rss_kb
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=10_000)
+    ap.add_argument("--corpus", type=Path)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        work = Path(tmp)
+        corpus = args.corpus or work / "corpus"
+        if not corpus.exists():
+            print(f"writing a corpus of {args.instances} instances to {corpus} ...")
+            make(corpus, args.instances)
+        n = sum(1 for _ in corpus.iterdir())
+        size = sum(p.stat().st_size for p in corpus.iterdir())
+        print(f"corpus: {n} files, {size / 1e6:.0f} MB; {os.cpu_count()} CPUs")
+        for p in corpus.iterdir():  # warm the page cache for both
+            p.read_bytes()
+        t_dcmtk, t_ours, c_dcmtk, c_ours, rss = [], [], [], [], 0
+        for run in range(args.runs):
+            c0 = cpu()
+            t_dcmtk.append(dcmtk(corpus, work))
+            c1 = cpu()
+            t, rss = ours(corpus, work)
+            c2 = cpu()
+            t_ours.append(t)
+            c_dcmtk.append(c1 - c0)
+            c_ours.append(c2 - c1)
+            print(f"run {run + 1}: dcmtk copy+dcmmkdir {t_dcmtk[-1]:.2f} s "
+                  f"(cpu {c_dcmtk[-1]:.2f} s), mediasvc export {t:.2f} s "
+                  f"(cpu {c_ours[-1]:.2f} s)")
+        md, mo = statistics.median(t_dcmtk), statistics.median(t_ours)
+        print(f"median wall: dcmtk {md:.2f} s, mediasvc {mo:.2f} s -> ratio {mo / md:.2f}x "
+              f"(target <= 1.0x, aim 0.5x); load average {os.getloadavg()[0]:.1f}")
+        cd, co = statistics.median(c_dcmtk), statistics.median(c_ours)
+        print(f"median cpu: dcmtk {cd:.2f} s, mediasvc {co:.2f} s (over {os.cpu_count()} "
+              "cores for mediasvc, one for DCMTK)")
+        print(f"peak RSS of mediasvc's processes: {rss / 1024:.0f} MB (target <= 250 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
