@@ -12,6 +12,8 @@ Key types, as in PS3.3 F.5:
 
 from __future__ import annotations
 
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 # (keyword, type). SpecificCharacterSet (type 1C on every record) is handled by the writer.
@@ -131,11 +133,23 @@ MEDIA_STORAGE_DIRECTORY = UID("1.2.840.10008.1.3.10")
 
 
 def record_type_for(sop_class_uid: str, has_pixels: bool) -> str:
-    """The leaf record type for an instance. Unknown standard classes with pixel data are
-    images; anything else unknown (private classes included) gets a PRIVATE record."""
+    """The leaf record type for an instance. Image storage classes get IMAGE records even
+    without Pixel Data (PS3.3 F.4 names the class, not the content; dcmmkdir agrees); an
+    unknown class with pixel data is an image too; anything else unknown (private classes
+    included) gets a PRIVATE record."""
     rtype = SOP_CLASS_RECORD_TYPES.get(sop_class_uid)
     if rtype:
         return rtype
     if has_pixels:
         return "IMAGE"
+    if sop_class_uid.startswith(STANDARD_UID_ROOT) and "Image" in UID(sop_class_uid).name:
+        return "IMAGE"
     return "PRIVATE"
+
+
+def concept_modifiers(ds: Dataset) -> Sequence | None:
+    """Content Sequence of an SR/KOS record: the root's HAS CONCEPT MOD items only (PS3.3
+    Table F.5-11/F.5-12, type 1C), or None when it has none."""
+    items = [item for item in ds.get("ContentSequence", [])
+             if str(item.get("RelationshipType", "")) == "HAS CONCEPT MOD"]
+    return Sequence(items) if items else None

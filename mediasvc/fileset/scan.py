@@ -28,6 +28,7 @@ from mediasvc.fileset.records import (
     INVENTABLE,
     MEDIA_STORAGE_DIRECTORY,
     SINGLE_LEVEL_RECORD_TYPES,
+    concept_modifiers,
     record_type_for,
 )
 from mediasvc.profiles import MediaProfile
@@ -330,5 +331,9 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
                 tag = tag_for_keyword(keyword) or 0
                 return (f"missing type 1 attribute {keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
                         f" required for the {rtype} record")
+        if level == "LEAF" and rtype in ("SR DOCUMENT", "KEY OBJECT DOC"):
+            mods = concept_modifiers(ds)
+            if mods is not None:
+                found["ContentSequence"] = DataElement(0x0040A730, "SQ", mods)
         inst.keys[level] = found
     return None
