@@ -10,6 +10,10 @@ Outcome per instance: imported, duplicate (same bytes already stored, skipped), 
 (same SOP Instance UID, other content: kept as a second copy, flagged), rejected (read but not
 usable, with the reason); per reference: missing, refused (unsafe path), unreadable (read
 error: a damaged disc). The import is *complete* only when every referenced file was read.
+
+Large media are read by worker processes (header parse, checks, SHA-256, MDS and the copy into
+the store's tmp/ are CPU-bound Python); the main process decides duplicate/conflict, applies
+reconciliation and commits, in the medium's order.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from mediasvc.store.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # PS3.4 Annex B: the DICOMDIR's SOP class
+# Media Storage Directory Storage (PS3.6 Annex A): a DICOMDIR (Basic Directory IOD, PS3.3 F)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 BATCH = 256                # files per durable batch and transaction
 BATCH_BYTES = 128 << 20    # ... or this many bytes
 BATCH_SECONDS = 1.0        # ... or at least once a second, so that a kill loses little work
