@@ -9,6 +9,7 @@ whoever opened it).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -589,3 +590,23 @@ def test_damaged_dicomdirs_never_crash(tmp_path: Path, tree: str) -> None:
         assert listing.method in (METHOD_DICOMDIR, METHOD_REBUILT) or (
             listing.method.startswith("scan (DICOMDIR unusable: "))
     assert len(methods) >= 2  # the damage did reach both the reading and the fallback paths
+
+
+def test_pydicom_value_warnings_stay_out_of_logs(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """pydicom logs odd values at WARNING with the value itself (patient names too): none of
+    that while reading a disc, and the warning filters are as before afterwards."""
+    patient = Rec("PATIENT", {"PatientID": "ID-THAT-IS-FAR-TOO-LONG-FOR-A-LO-VALUE-" * 3})
+    write_dicomdir(tmp_path / "DICOMDIR", [patient])
+    filters = list(warnings.filters)
+    caplog.clear()  # writing it logged, on purpose
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.DEBUG, logger="pydicom"):
+            listing = read_fileset(tmp_path)
+            # values are decoded when first read: after read_fileset, by its caller
+            assert listing.roots[0].get("PatientID").startswith("ID-THAT-IS-FAR-TOO-LONG")
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert caught == []
+    assert warnings.filters == filters
+    assert logging.getLogger("pydicom").level == logging.WARNING

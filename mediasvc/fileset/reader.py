@@ -27,15 +27,17 @@ would block a reader forever).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pydicom
 from pydicom import config as pydicom_config
@@ -111,7 +113,8 @@ class DirRecord:
     def get(self, keyword: str) -> str:
         """A key of this record as text ('' when absent or empty)."""
         try:
-            value = self.dataset.get(keyword)
+            with quiet_pydicom():  # values are decoded on first access, and may be odd
+                value = self.dataset.get(keyword)
         except Exception:  # an undecodable value in a third-party DICOMDIR
             return ""
         if value is None:
@@ -177,19 +180,42 @@ def read_fileset(media: Path, *, scan_fallback: bool = True,
         return _read_fileset(Path(media), scan_fallback, include_inactive)
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved_level = logging.NOTSET
+_quiet_filter: Any = None
+
+
 @contextmanager
 def quiet_pydicom() -> Iterator[None]:
     """Silence pydicom's per-value warnings while reading third-party media: a disc from
-    elsewhere has plenty of odd values, and the reader reports what matters itself."""
+    elsewhere has plenty of odd values, which pydicom logs at WARNING with the value itself
+    (patient names included: no patient data above DEBUG), and the reader reports what matters.
+
+    Safe across threads (an importer and a verify may run at once): the first reader in adds
+    the filter and lowers the logger, the last one out restores both (catch_warnings would
+    restore the global filter list out of order).
+    """
+    global _quiet_depth, _quiet_saved_level, _quiet_filter
     logger = logging.getLogger("pydicom")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved_level = logger.level
+            logger.setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+            _quiet_filter = warnings.filters[0]
+        _quiet_depth += 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
+        yield
     finally:
-        logger.setLevel(old)
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                logger.setLevel(_quiet_saved_level)
+                with contextlib.suppress(ValueError):
+                    cast(list[Any], warnings.filters).remove(_quiet_filter)
+                # as catch_warnings does on exit: invalidate the caches of filter decisions
+                getattr(warnings, "_filters_mutated", lambda: None)()
 
 
 def _read_fileset(media: Path, scan_fallback: bool, include_inactive: bool) -> FileSetListing:
