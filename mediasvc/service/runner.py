@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from mediasvc.service.reports import write_atomic
 from mediasvc.service.spool import inspect_input
 from mediasvc.service.workers import HANDLERS, Interrupted, JobContext
 
+STARTED = time.monotonic()  # once this module and its imports are loaded
 log = logging.getLogger("mediasvc.runner")
 
 
@@ -59,6 +61,7 @@ def run(argv: list[str] | None = None) -> int:
         inp = inspect_input(cfg, job, entry)
         ctx = JobContext(cfg, q, job, args.owner, entry, inp, dict(job.steps))
         result = HANDLERS[job.kind](ctx)
+        result["runner_seconds"] = round(time.monotonic() - STARTED, 3)
         outcome = {"ok": True, "result": result}
     except Interrupted as exc:
         outcome = {"ok": False, "error": str(exc), "transient": False}

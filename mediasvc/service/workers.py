@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,9 +99,12 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
     staging = ctx.work / "staging"
     result: dict[str, Any] = {"profile": profile_id, "target": target}
     summary: list[str] = []
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     if "fileset" not in ctx.steps:
         tmp = _fresh(ctx.work / "staging.tmp")
         fs = _export_fileset(ctx, profile_id, tmp)
+        timings["fileset_seconds"] = round(time.perf_counter() - t0, 3)
         if staging.exists():
             shutil.rmtree(staging)
         _publish(tmp, staging)
@@ -119,7 +123,9 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
         summary.append("staging tree: media/")
     elif target == "iso":
         if "output" not in ctx.steps:
+            t1 = time.perf_counter()
             names = _burn_iso(ctx, staging)
+            timings["iso_seconds"] = round(time.perf_counter() - t1, 3)
             ctx.step("output", names)
         result["outputs"] = ctx.steps["output"]
         summary += [f"ISO image: {n}" for n in ctx.steps["output"]]
@@ -138,6 +144,7 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
         result["burn"] = ctx.steps["burned"]
         summary.append(f"burned to {burner.target}")
     result["summary"] = summary
+    result["timings"] = timings
     result["problems"] = ctx.inp.notes + fs.get("notes", [])
     return result
 
