@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -193,7 +194,9 @@ def hostile(exported: Path, tmp_path: Path) -> tuple[Path, Path]:
     first = media.joinpath(*leaves[0].ReferencedFileID)
     first.unlink()
     os.symlink(outside, first)                                 # symlink leaving the root
-    leaves[1].ReferencedFileID = ["..", "SECRET"]               # .. leaving the root
+    with warnings.catch_warnings():   # pydicom rightly warns: ".." is no valid CS value
+        warnings.simplefilter("ignore")
+        leaves[1].ReferencedFileID = ["..", "SECRET"]           # .. leaving the root
     media.joinpath(*leaves[2].ReferencedFileID).unlink()        # missing
     media.joinpath(*leaves[3].ReferencedFileID).write_bytes(b"garbage" * 50)   # not DICOM
     ds.save_as(media / "DICOMDIR")
