@@ -149,6 +149,10 @@ def _bad_drops(drop: Path, study: list[Path]) -> dict[str, str]:
     (export / "linkout").mkdir()
     shutil.copyfile(study[1], export / "linkout" / "IMG1.dcm")
     os.symlink("/etc/passwd", export / "linkout" / "passwd")
+    outside = drop.parent.parent / "outside-study"
+    outside.mkdir(exist_ok=True)
+    shutil.copyfile(study[3], outside / "IMG1.dcm")
+    os.symlink(outside, export / "dirlink")
     (export / "badkey").mkdir()
     shutil.copyfile(study[2], export / "badkey" / "IMG1.dcm")
     (export / "badkey" / "job.toml").write_text('label = "x"\nburner = "drive0"\n')
@@ -158,6 +162,7 @@ def _bad_drops(drop: Path, study: list[Path]) -> dict[str, str]:
         "empty": "the job folder is empty",
         "linkout": "symbolic link to /etc/passwd, outside the job folder; not followed",
         "badkey": "burner: unknown key",
+        "dirlink": f"is a symbolic link to {outside}; links out of the drop folder are not",
     }
 
 
@@ -172,6 +177,7 @@ def test_bad_drops_fail_with_a_reason_and_the_service_keeps_running(
     # the input is kept next to the report (the symlink itself, never its target)
     assert (svc.root / "failed" / "notdicom" / "input" / "readme.txt").is_file()
     assert (svc.root / "failed" / "linkout" / "input" / "passwd").is_symlink()
+    assert (svc.root.parent / "outside-study" / "IMG1.dcm").is_file()  # never touched
     truncated = json.loads((svc.root / "failed" / "truncated" / "report.json").read_text())
     assert "truncated" in truncated["reason"].lower() or "rejected" in truncated["reason"]
     assert svc.alive()

@@ -172,8 +172,6 @@ def inspect_input(cfg: ServiceConfig, job: Job, entry: Path) -> JobInput:
     if kind == "print" and meta.get("group") not in cfg.printers:
         raise InputError(meta.get("origin", ""), f"no printer {meta.get('group')!r} is"
                          f" configured ({', '.join(sorted(cfg.printers)) or 'none'})")
-    if meta.get("is_file") and kind != "import":
-        raise InputError(meta["origin"], "a loose file: put each job in its own folder")
     options: dict[str, Any] = {}
     job_toml = root / JOB_TOML
     if not meta.get("is_file") and job_toml.exists():
@@ -192,6 +190,8 @@ def inspect_input(cfg: ServiceConfig, job: Job, entry: Path) -> JobInput:
     if top.is_symlink():
         raise InputError(meta["origin"], f"is a symbolic link to {os.readlink(top)};"
                          " links out of the drop folder are not followed")
+    if meta.get("is_file") and kind != "import":
+        raise InputError(meta["origin"], "a loose file: put each job in its own folder")
     if top.is_file():
         files.append(top)
     else:
