@@ -182,6 +182,10 @@ def _check_unreferenced(listing: FileSetListing, report: VerifyReport) -> None:
         try:
             if not is_dicom(path):
                 continue  # README.TXT, INDEX.HTM, viewer and IHE_PDI content
+        except OSError as exc:
+            report.problems.append(VerifyProblem(rel, f"cannot be read ({exc.strerror})"))
+            continue
+        try:
             meta = pydicom.filereader.read_file_meta_info(path)
         except Exception:  # unreadable meta: still a DICOM file nobody references
             meta = None
