@@ -219,7 +219,13 @@ def test_print_job_reaches_dcmprscp(svc: Service, study: list[Path], printer: Pa
     where, report = svc.wait_result("film1")
     assert where == "done", report
     assert report["result"]["films"] == 1
-    new = sorted(set(printer.glob("HG_*.dcm")) - before)
+    new: list[Path] = []
+
+    def stored() -> bool:  # dcmprscp may write its files a moment after answering
+        new[:] = sorted(set(printer.glob("HG_*.dcm")) - before)
+        return len(new) >= 4
+
+    svc.wait_for(stored, 15, "dcmprscp to store the image boxes")
     assert len(new) == 4   # one Hardcopy Grayscale image per image box
     stored = [pydicom.dcmread(p) for p in printer.glob("SP_*.dcm")]
     assert any(str(ds.FilmBoxContentSequence[0].ImageDisplayFormat) == "STANDARD\\2,2"
