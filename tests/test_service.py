@@ -341,3 +341,57 @@ def test_embedded_default_root_is_var(tmp_path: Path) -> None:
     root = tmp_path.resolve() / "var"
     assert r.stdout.split() == [str(root), str(root / "drop"), str(root / "mediasvc.db"),
                                 "10.0", "iso"]
+
+
+def test_burn_interrupted_by_a_crash_is_not_burned_twice(tmp_path: Path,
+                                                         study: list[Path]) -> None:
+    """SIGKILL while a disc publisher holds the job: after restart the job fails asking the
+    operator to check (it is not submitted a second time); the one job file is burned once."""
+    hot = tmp_path / "ptburn"
+    hot.mkdir()
+    cfg = write_config(tmp_path / "svc.toml", workers=1,
+                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
+    s = Service(tmp_path / "root", cfg).start()
+    emulator = None
+    try:
+        job = s.root / "drop" / "export" / "STD-GEN-CD" / "disc1"
+        drop_folder(study, job)
+        (job / "job.toml").write_text('target = "robot"\n')
+        (job / ".ready").touch()
+        s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the publisher job file")
+        s.kill()
+        s.start()
+        where, report = s.wait_result("disc1")
+        assert where == "failed"
+        assert "interrupted" in report["reason"] and "publisher" in report["reason"]
+        assert len(list(hot.glob("*.JRQ"))) == 1
+        emulator = subprocess.Popen([sys.executable, str(Path(__file__).parent /
+                                                          "publisher_emulator.py"),
+                                     "--kind", "ptburn", str(hot), "--step", "0.1"])
+        s.wait_for(lambda: bool(list(hot.glob("*.DON"))), 30, "the publisher to finish")
+        time.sleep(0.5)
+        assert len(list(hot.glob("*.DON"))) == 1 and not list(hot.glob("*.JRQ"))
+        assert s.stop() == 0
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait()
+        s.close()
+
+
+def test_export_to_a_configured_folder_burner(tmp_path: Path, study: list[Path]) -> None:
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    cfg = write_config(tmp_path / "svc.toml", workers=1, target="stick",
+                       extra=f'[burners.stick]\ntarget = "folder:{usb}"\n')
+    s = Service(tmp_path / "root", cfg).start()
+    try:
+        drop_folder(study, s.root / "drop" / "export" / "STD-GEN-CD" / "u1")
+        where, report = s.wait_result("u1")
+        assert where == "done", report
+        assert _dciodvfy_errors(usb / "DICOMDIR") == []
+        copies = report["result"]["burn"]["volumes"][0]["copies"]
+        assert copies[0]["status"] == "done" and copies[0]["verified"] is True
+        assert s.stop() == 0
+    finally:
+        s.close()

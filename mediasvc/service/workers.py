@@ -39,6 +39,22 @@ from mediasvc.service.spool import JobInput
 log = logging.getLogger(__name__)
 
 
+class TransientError(MediasvcError):
+    """A fault that a later attempt may not meet (a drive busy with another program)."""
+
+    transient = True
+
+
+def _busy(exc: BaseException) -> bool:
+    """xorriso's words for a drive held by another process ("Device or resource busy")."""
+    import errno
+
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.EBUSY:
+        return True
+    return "busy" in str(exc).lower()
+
+
 class Interrupted(MediasvcError):
     """A step with a visible effect was interrupted; redoing it might duplicate that effect."""
 
@@ -138,9 +154,18 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
                     "it ran): check the drive or publisher for a partly written disc; "
                     "`mediasvc jobs retry` burns again")
             ctx.step("burn_started")
-            ctx.step("burned", _burn_to(ctx, staging, burner.target,
-                                        ctx.option("copies", burner.copies),
-                                        ctx.option("verify", burner.verify)))
+            try:
+                burned = _burn_to(ctx, staging, burner.target,
+                                  ctx.option("copies", burner.copies),
+                                  ctx.option("verify", burner.verify))
+            except MediasvcError as exc:
+                # The backend stopped and said why: nothing is in doubt (a drive refuses a
+                # disc that is not blank, so a half-written one is never written over).
+                ctx.clear_step("burn_started")
+                if _busy(exc):
+                    raise TransientError(f"{exc} (the drive is busy; retried)") from exc
+                raise
+            ctx.step("burned", burned)
         result["burn"] = ctx.steps["burned"]
         summary.append(f"burned to {burner.target}")
     result["summary"] = summary
@@ -243,7 +268,6 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
 def run_print(ctx: JobContext) -> dict[str, Any]:
     """print_request() of printing/job.py; films already printed are skipped on a resume."""
     from mediasvc.config import Table
-    from mediasvc.errors import PeerError
     from mediasvc.printing.job import PrintRequest, print_request
     from mediasvc.printing.printers import parse_printers
 
@@ -272,8 +296,9 @@ def run_print(ctx: JobContext) -> dict[str, Any]:
         ctx.step("print_started")
         try:
             res = print_request(request, printer, skip_films=done_films, on_film=on_film)
-        except PeerError:
-            # The printer answered (down, busy, refused): nothing is in doubt; retry later.
+        except MediasvcError:
+            # The SCU stopped and said why (down, busy, refused, bad input): nothing is in
+            # doubt; a transient PeerError is retried later, the rest fails the job.
             ctx.clear_step("print_started")
             raise
         out = res.as_dict()
