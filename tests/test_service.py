@@ -395,3 +395,31 @@ def test_export_to_a_configured_folder_burner(tmp_path: Path, study: list[Path])
         assert s.stop() == 0
     finally:
         s.close()
+
+
+def test_cancel_a_running_job(tmp_path: Path, study: list[Path]) -> None:
+    """A running job is stopped (its process group killed) and kept in failed/ as cancelled."""
+    hot = tmp_path / "ptburn"   # no publisher: the burn waits for a pickup that never comes
+    hot.mkdir()
+    cfg = write_config(tmp_path / "svc.toml", workers=1,
+                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
+    s = Service(tmp_path / "root", cfg).start()
+    try:
+        job = s.root / "drop" / "export" / "STD-GEN-CD" / "c1"
+        drop_folder(study, job)
+        (job / "job.toml").write_text('target = "robot"\n')
+        (job / ".ready").touch()
+        s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the burn to be running")
+        listed = json.loads(mediasvc("jobs", "list", "--json", "--state", "running",
+                                     "--config", cfg, "--root", s.root).stdout)
+        [running] = listed
+        r = mediasvc("jobs", "cancel", str(running["id"]), "--config", cfg, "--root", s.root)
+        assert r.returncode == 0 and "running" in r.stdout
+        where, report = s.wait_result("c1")
+        assert where == "failed" and report["state"] == "cancelled"
+        assert report["reason"] == "cancelled while running"
+        assert sorted(p.name for p in (s.root / "failed" / "c1" / "input").iterdir()) == \
+            sorted([f.name for f in study] + ["job.toml", ".ready"])
+        assert s.alive() and s.stop() == 0
+    finally:
+        s.close()

@@ -92,6 +92,7 @@ class ServiceConfig:
     printers_table: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
     print_layout: str | None = None
+    print_on_interrupted: str = "fail"
 
     @property
     def lock_file(self) -> Path:
@@ -145,7 +146,7 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
     i = t.table("import")
     i.check_keys(())
     pr = t.table("print")
-    pr.check_keys(("layout",))
+    pr.check_keys(("layout", "on_interrupted"))
 
     burners = {}
     bt = t.table("burners")
@@ -204,6 +205,7 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
         institution=e.str("institution", ""), contact=e.str("contact", ""),
         burners=burners, printers=printers, printers_table=dict(pt.data), limits=limits,
         print_layout=pr.str("layout", None),
+        print_on_interrupted=pr.str("on_interrupted", "fail", choices=("fail", "resume")),
     )
 
 

@@ -266,15 +266,16 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
 # -- print: images -> films on a Print SCP -----------------------------------------------------
 
 def run_print(ctx: JobContext) -> dict[str, Any]:
-    """print_request() of printing/job.py; films already printed are skipped on a resume."""
+    """print_request() of printing/job.py (after its prepare(): the check and the rendering,
+    no network); films already printed are skipped on a resume."""
     from mediasvc.config import Table
-    from mediasvc.printing.job import PrintRequest, print_request
+    from mediasvc.printing.job import PrintRequest, prepare, print_request
     from mediasvc.printing.printers import parse_printers
 
     name = ctx.job.payload["group"]
     if "printed" not in ctx.steps:
         done_films = int(ctx.steps.get("films_printed", 0))
-        if "print_started" in ctx.steps:
+        if "print_started" in ctx.steps and ctx.cfg.print_on_interrupted == "fail":
             raise Interrupted(
                 f"printing to {name} was interrupted while a film was being sent "
                 f"({done_films} film(s) confirmed printed): the next film may have printed; "
@@ -293,9 +294,12 @@ def run_print(ctx: JobContext) -> dict[str, Any]:
         def on_film(n: int) -> None:
             ctx.step("films_printed", n)
 
+        # Rendering first (no network): only the association itself is "in flight".
+        prepared = prepare(request, printer)
         ctx.step("print_started")
         try:
-            res = print_request(request, printer, skip_films=done_films, on_film=on_film)
+            res = print_request(request, printer, skip_films=done_films, on_film=on_film,
+                                prepared=prepared)
         except MediasvcError:
             # The SCU stopped and said why (down, busy, refused, bad input): nothing is in
             # doubt; a transient PeerError is retried later, the rest fails the job.
