@@ -361,7 +361,14 @@ class JobQueue:
             row = self._owned(db, job_id, owner)
             failures = row["failures"] + 1
             res = json.dumps(dict(result)) if result is not None else row["result"]
-            if transient and failures < row["max_attempts"] and not row["cancel_requested"]:
+            if row["cancel_requested"]:
+                # The operator cancelled it while this run was ending on its own.
+                msg = f"cancelled while running (its last run: {error})"
+                db.execute("UPDATE jobs SET state='cancelled', failures=?, error=?, result=?,"
+                           " owner=NULL, finished=?, updated=? WHERE id=?",
+                           (failures, msg, res, now, now, job_id))
+                _event(db, job_id, now, State.CANCELLED, msg)
+            elif transient and failures < row["max_attempts"]:
                 delay = self.backoff.delay(failures)
                 db.execute("UPDATE jobs SET state='retrying', failures=?, error=?, result=?,"
                            " not_before=?, owner=NULL, updated=? WHERE id=?",

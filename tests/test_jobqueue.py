@@ -95,6 +95,9 @@ def test_permanent_failure_retry_and_cancel(tmp_path: Path) -> None:
     assert q.get(job2.id).state is State.RUNNING
     with pytest.raises(JobError, match="only failed, cancelled or retrying"):
         q.retry(job2.id)
+    # its run ends on its own (say, a transient failure): it stays cancelled, not retried
+    ended = q.fail(job2.id, OWNER, "printer down", transient=True)
+    assert ended.state is State.CANCELLED and "printer down" in (ended.error or "")
     states = [e.state for e in q.history(job.id)]
     assert states == ["queued", "running", "failed", "queued", "cancelled"]
 
