@@ -37,11 +37,12 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from mediasvc.errors import CapacityError, FileSetError, UsageError
-from mediasvc.fileset.dicomdir import Node, write_dicomdir
+from mediasvc.fileset.dicomdir import Node, unvalidated, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
 from mediasvc.fileset.scan import (
     KeyElement,
@@ -550,7 +551,8 @@ def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: Media
         raise FileSetError("nothing to write: no input file was accepted")
     _prepare_out(out)
     tree = Tree()
-    write_instances(tree, instances, out, profile, result, link=link, workers=workers)
+    with unvalidated():
+        write_instances(tree, instances, out, profile, result, link=link, workers=workers)
     finish(out, tree, fsid)
     (out / PARTIAL_MARKER).unlink(missing_ok=True)
     log.info("file-set %s written to %s: %d instances", fsid, out,
@@ -572,7 +574,7 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
     rec = Dataset()
     for elem in inst.keys["LEAF"].values():
         rec[elem.tag] = elem
-    rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type)
+    rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type, already_converted=True)
     spec = key_spec(profile, inst.record_type)
     for keyword, ktype in spec:
         if ktype == "2" and keyword not in inst.keys["LEAF"]:
@@ -588,11 +590,13 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
         inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
     # Referenced File ID and the Referenced * in File keys (PS3.3 F.3.2.2), set by tag:
     # this runs once per instance and keyword look-ups cost more than the rest.
-    rec[0x00041500] = DataElement(0x00041500, "CS", list(comps))
-    rec[0x00041510] = DataElement(0x00041510, "UI", inst.sop_class_uid)
-    rec[0x00041511] = DataElement(0x00041511, "UI", inst.sop_instance_uid)
+    rec[0x00041500] = DataElement(0x00041500, "CS", MultiValue(str, comps),
+                                  already_converted=True)
+    rec[0x00041510] = DataElement(0x00041510, "UI", inst.sop_class_uid, already_converted=True)
+    rec[0x00041511] = DataElement(0x00041511, "UI", inst.sop_instance_uid,
+                                  already_converted=True)
     rec[0x00041512] = DataElement(0x00041512, "UI", inst.target_transfer_syntax
-                                  or inst.transfer_syntax_uid)
+                                  or inst.transfer_syntax_uid, already_converted=True)
     if inst.icon is not None and profile.icon_image != "none":
         rec.IconImageSequence = DicomSequence([inst.icon])
     return Node(rec)

@@ -67,16 +67,18 @@ class Node:
 
 
 @contextmanager
-def _unvalidated() -> Iterator[None]:
-    """pydicom checks every value as it writes it; the records hold values read from files
-    (checked by the profile rules and, in the tests, by dciodvfy), and checking them again
-    per element is most of the cost of encoding a large DICOMDIR."""
-    saved = config.settings.writing_validation_mode
+def unvalidated() -> Iterator[None]:
+    """pydicom checks every value as an element is made and again as it is written; the
+    records hold values read from files (checked by the profile rules and, in the tests, by
+    dciodvfy) or made by us, and checking them per element is most of the cost of building
+    and encoding a large DICOMDIR."""
+    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
+    config.settings.reading_validation_mode = config.IGNORE
     config.settings.writing_validation_mode = config.IGNORE
     try:
         yield
     finally:
-        config.settings.writing_validation_mode = saved
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
 
 
 def _encode(ds: Dataset) -> bytes:
@@ -89,9 +91,10 @@ def _encode(ds: Dataset) -> bytes:
 
 def _record_body(node: Node) -> bytearray:
     rec = node.record
-    rec[0x00041400] = DataElement(0x00041400, "UL", 0)
-    rec[0x00041410] = DataElement(0x00041410, "US", 0xFFFF if node.in_use else 0x0000)
-    rec[0x00041420] = DataElement(0x00041420, "UL", 0)
+    rec[0x00041400] = DataElement(0x00041400, "UL", 0, already_converted=True)
+    rec[0x00041410] = DataElement(0x00041410, "US", 0xFFFF if node.in_use else 0x0000,
+                                  already_converted=True)
+    rec[0x00041420] = DataElement(0x00041420, "UL", 0, already_converted=True)
     body = bytearray(_encode(rec))
     if body[0:4] != _NEXT_TAG or body[12:16] != _FLAG_TAG or body[22:26] != _LOWER_TAG:
         raise AssertionError("directory record does not start with its structural elements")
@@ -121,7 +124,7 @@ def encode_dicomdir(roots: list[Node], fileset_id: str, *,
 
     # Depth-first order; remember each node's offset, then patch next/lower offsets.
     order: list[Node] = [n for root in roots for n in root.walk()]
-    with _unvalidated():
+    with unvalidated():
         bodies = [_record_body(n) for n in order]
     offsets: dict[int, int] = {}
     pos = len(header) + len(_SEQ_HEADER)

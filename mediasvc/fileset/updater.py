@@ -38,7 +38,7 @@ from mediasvc.fileset.creator import (
     scan_sources,
     write_instances,
 )
-from mediasvc.fileset.dicomdir import Node
+from mediasvc.fileset.dicomdir import Node, unvalidated
 from mediasvc.fileset.reader import DirRecord, read_fileset
 from mediasvc.profiles import MediaProfile, media_profile
 
@@ -190,8 +190,10 @@ def add_files(media: Path, files: Sequence[Path], profile: MediaProfile | None =
             continue
         new.append(inst)
     if new:
-        write_instances(loaded.tree, new, loaded.root, prof, result, link=link,
-                        workers=workers, before_copy=lambda ids: _journal(loaded.root, ids))
+        with unvalidated():
+            write_instances(loaded.tree, new, loaded.root, prof, result, link=link,
+                            workers=workers,
+                            before_copy=lambda ids: _journal(loaded.root, ids))
         finish(loaded.root, loaded.tree, loaded.fileset_id, loaded.media_uid)
         (loaded.root / JOURNAL).unlink(missing_ok=True)
         log.info("file-set %s: %d instances added", loaded.fileset_id,
