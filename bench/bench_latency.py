@@ -36,7 +36,8 @@ from test_service_support import Service, write_config  # noqa: E402
 SHARED = REPO.parent / "shared"
 
 
-def run_service(svc: Service, src: list[Path], name: str, settle: float) -> tuple[float, float]:
+def run_service(svc: Service, src: list[Path], name: str,
+                settle: float) -> tuple[float, float, dict[str, float]]:
     base = svc.root / "drop" / "export" / "STD-GEN-CD"
     tmp = base / f".{name}"
     tmp.mkdir()
@@ -47,8 +48,10 @@ def run_service(svc: Service, src: list[Path], name: str, settle: float) -> tupl
     report = svc.root / "done" / name / "report.json"
     svc.wait_for(report.is_file, 600, f"{name} to finish")
     seen = time.time() - settle_point
-    own = json.loads(report.read_text())["times"]["settle_to_finish_seconds"]
-    return seen, float(own)
+    data = json.loads(report.read_text())
+    parts = dict(data["result"].get("timings", {}))
+    parts["runner_seconds"] = data["result"].get("runner_seconds", 0.0)
+    return seen, float(data["times"]["settle_to_finish_seconds"]), parts
 
 
 def run_cli(src_dir: Path, work: Path) -> float:
@@ -97,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = write_config(work / "mediasvc.toml", settle=args.settle, workers=2)
         svc = Service(work / "root", cfg, log=work / "serve.log").start()
         seen, own, cli, dcmtk = [], [], [], []
+        parts: dict[str, list[float]] = {}
         try:
             for i in range(args.runs):
-                s, o = run_service(svc, src, f"lat{i}", args.settle)
+                s, o, p = run_service(svc, src, f"lat{i}", args.settle)
+                for k, v in p.items():
+                    parts.setdefault(k, []).append(v)
                 seen.append(s)
                 own.append(o)
                 cli.append(run_cli(src_dir, work))
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service  settle point -> ISO published: median {med['service']:.2f} s "
               f"(runs {', '.join(f'{x:.2f}' for x in seen)}); its own report: "
               f"{med['service_own']:.2f} s")
+        print("         of which (medians): " + ", ".join(
+            f"{k.removesuffix('_seconds')} {statistics.median(v):.2f} s"
+            for k, v in parts.items()) + " (runner: from its imports to its result)")
         print(f"cli      export + burn --verify:          median {med['cli']:.2f} s")
         print(f"dcmtk    copy + dcmmkdir + xorriso:        median {med['dcmtk']:.2f} s")
         print(f"ratio service/cli {med['service'] / med['cli']:.2f}x, "
