@@ -29,7 +29,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from mediasvc.errors import CapacityError, FileSetError, UsageError
-from mediasvc.fileset.dicomdir import Node, unvalidated, write_dicomdir
+from mediasvc.fileset.dicomdir import Node, encode_record, unvalidated, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
 from mediasvc.fileset.scan import (
     KeyElement,
@@ -441,6 +441,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
     def placed(insts: Iterable[SourceInstance]) -> list[SourceInstance]:
         return [i for i in insts if i.sop_instance_uid in file_ids]
 
+    leaves: list[tuple[list[Node], SourceInstance, int]] = []
     for pkey, pg in patients.items():
         p_insts = placed(pg.insts)
         if not p_insts:
@@ -494,11 +495,18 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                     if icons:
                         rrec.IconImageSequence = DicomSequence([icons[len(icons) // 2]])
                 rnode = _entity_node(tree.series, ruid, snode.children, rrec)
-                for inst in se_insts:
-                    rnode.children.append(_leaf(inst, file_ids[inst.sop_instance_uid],
-                                                len(rnode.children) + 1, profile))
-    tree.roots += [_leaf(inst, file_ids[inst.sop_instance_uid], 1, profile)
-                   for inst in placed(singles)]
+                first = len(rnode.children) + 1
+                for n, inst in enumerate(se_insts, first):
+                    leaves.append((rnode.children, inst, n))
+    leaves += [(tree.roots, inst, 1) for inst in placed(singles)]
+    # Leaf records are most of a DICOMDIR: build and encode them in parallel. Each is a pure
+    # function of its instance, File ID and number.
+    jobs_leaf = [(_slim(inst), file_ids[inst.sop_instance_uid], n) for _, inst, n in leaves]
+    encoded = _map(partial(_leaf_body, profile=profile), jobs_leaf, workers)
+    for (siblings, inst, _n), (body, note) in zip(leaves, encoded, strict=True):
+        siblings.append(Node(Dataset(), body=body))
+        if note:
+            inst.notes.append(note)
     # Drop records left without children (all their instances rejected).
     tree.roots[:] = [r for r in tree.roots if _prune(r)]
 
@@ -524,7 +532,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
 
 def _prune(node: Node) -> bool:
     """Keep a record if it references a file or still has children after pruning."""
-    if "ReferencedFileID" in node.record:
+    if node.body is not None or "ReferencedFileID" in node.record:
         return True
     node.children[:] = [c for c in node.children if _prune(c)]
     return bool(node.children)
@@ -567,6 +575,20 @@ def _reject_all(result: FileSetResult, insts: Iterable[SourceInstance],
             del file_ids[inst.sop_instance_uid]
             result.verdicts.append(Verdict(str(inst.path), "rejected", reason,
                                            sop_instance_uid=inst.sop_instance_uid))
+
+
+def _slim(inst: SourceInstance) -> SourceInstance:
+    """The instance with only what its leaf record needs (less to send to a worker)."""
+    return replace(inst, keys={"LEAF": inst.keys["LEAF"]}, notes=[])
+
+
+def _leaf_body(job: tuple[SourceInstance, tuple[str, ...], int], profile: MediaProfile
+               ) -> tuple[bytes, str | None]:
+    """(encoded leaf record, note about an invented value or None)."""
+    inst, comps, number = job
+    with unvalidated():
+        node = _leaf(inst, comps, number, profile)
+        return encode_record(node.record), (inst.notes[0] if inst.notes else None)
 
 
 def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: MediaProfile

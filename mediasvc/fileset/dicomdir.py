@@ -59,6 +59,9 @@ class Node:
     record: Dataset  # the keys; the structural elements are set by the encoder
     children: list[Node] = field(default_factory=list)
     in_use: bool = True
+    # The record already encoded (leaf records are encoded in worker processes, in
+    # parallel); ``record`` is then left empty.
+    body: bytes | None = None
 
     def walk(self) -> Iterator[Node]:
         yield self
@@ -89,7 +92,17 @@ def _encode(ds: Dataset) -> bytes:
     return fp.getvalue()
 
 
+def encode_record(record: Dataset) -> bytes:
+    """A record's bytes with zero offsets and in use (for Node.body)."""
+    with unvalidated():
+        return bytes(_record_body(Node(record)))
+
+
 def _record_body(node: Node) -> bytearray:
+    if node.body is not None:
+        body = bytearray(node.body)
+        struct.pack_into("<H", body, 20, 0xFFFF if node.in_use else 0x0000)
+        return body
     rec = node.record
     rec[0x00041400] = DataElement(0x00041400, "UL", 0, already_converted=True)
     rec[0x00041410] = DataElement(0x00041410, "US", 0xFFFF if node.in_use else 0x0000,
