@@ -237,10 +237,20 @@ class Daemon:
             self.wake.set()
 
     # -- workers ----------------------------------------------------------------------------
+    def _spawn_runner(self) -> subprocess.Popen[bytes]:
+        """A runner that loads its packages now and waits for a job number on stdin."""
+        cmd = [sys.executable, "-m", "mediasvc.service.runner", "--warm", "--owner",
+               self.owner, "--parent", str(os.getpid()), *self.runner_args]
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+
     def _worker(self) -> None:
+        """Claim and run jobs; keep one warm runner ready for the next job."""
         q = self.queue
         assert q is not None
+        warm: subprocess.Popen[bytes] | None = None
         while not self.stop.is_set():
+            if warm is None or warm.poll() is not None:
+                warm = self._spawn_runner()
             try:
                 job = q.claim(self.owner)
             except JobError as exc:
@@ -252,14 +262,24 @@ class Daemon:
                 self.wake.wait(wait)
                 self.wake.clear()
                 continue
+            runner, warm = warm, None
             try:
-                self._execute(q, job)
+                self._execute(q, job, runner)
             except Exception:  # never lose the worker thread; the job is recovered
                 log.exception("job %d: worker error", job.id)
                 with contextlib.suppress(MediasvcError):
                     q.fail(job.id, self.owner, "internal error in the worker", transient=True)
 
-    def _execute(self, q: JobQueue, job: Job) -> None:
+        if warm is not None and warm.poll() is None:  # stopping: let the idle runner go
+            with contextlib.suppress(OSError):
+                if warm.stdin is not None:
+                    warm.stdin.close()
+            try:
+                warm.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _killpg(warm)
+
+    def _execute(self, q: JobQueue, job: Job, runner: subprocess.Popen[bytes]) -> None:
         entry = self.cfg.spool / job.uid
         log.info("job %d: %s started (attempt %d)", job.id, job.kind, job.attempts)
         if not (entry / "input").exists():
@@ -267,11 +287,19 @@ class Daemon:
                            f"({entry}); it cannot run")
             spool.finalize(self.cfg, q, final)
             return
-        cmd = [sys.executable, "-m", "mediasvc.service.runner", "--job", str(job.id),
-               "--owner", self.owner, "--parent", str(os.getpid()), *self.runner_args]
         res_file = result_path(entry, job.attempts)
         res_file.unlink(missing_ok=True)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = runner
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{job.id}\n".encode())
+            proc.stdin.close()
+        except OSError:  # the warm runner died meanwhile: start a cold one
+            _killpg(proc)
+            proc = self._spawn_runner()
+            assert proc.stdin is not None
+            proc.stdin.write(f"{job.id}\n".encode())
+            proc.stdin.close()
         with contextlib.suppress(OSError):
             write_atomic(entry / "runner.pid", f"{proc.pid}:{_start_time(proc.pid)}".encode())
         with self._running_lock:

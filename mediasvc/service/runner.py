@@ -38,9 +38,24 @@ def result_path(entry: Path, attempt: int) -> Path:
     return entry / f"result-{attempt}.json"
 
 
+def preload() -> None:
+    """Import what the handlers use before a job arrives: a warm runner starts a job about
+    half a second sooner (pydicom alone takes ~0.25 s to import here)."""
+    import importlib
+
+    for name in ("mediasvc.media.production", "mediasvc.media.burning",
+                 "mediasvc.store.importer", "mediasvc.printing.job"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # reported when a job needs it
+            log.debug("preload %s: %s", name, exc)
+
+
 def run(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mediasvc.service.runner")
-    ap.add_argument("--job", type=int, required=True)
+    ap.add_argument("--job", type=int, help="the job to run (else: read from stdin, --warm)")
+    ap.add_argument("--warm", action="store_true",
+                    help="load the handlers' packages, then wait for a job number on stdin")
     ap.add_argument("--owner", required=True)
     ap.add_argument("--config", type=Path)
     ap.add_argument("--root", type=Path)
@@ -51,8 +66,18 @@ def run(argv: list[str] | None = None) -> int:
         die_with_parent(args.parent)
     setup_logging(args.verbose)
     cfg = load_service_config(args.config, args.root)
+    job_id = args.job
+    if job_id is None:
+        if args.warm:
+            preload()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # the daemon stopped, or no longer needs this runner
+        job_id = int(line)
+        global STARTED
+        STARTED = time.monotonic()  # the job's run starts now, not when the runner was warmed
     q = JobQueue(cfg.db)
-    job = q.get(args.job)
+    job = q.get(job_id)
     entry = cfg.spool / job.uid
     outcome: dict[str, Any]
     try:
