@@ -202,16 +202,25 @@ def _export_fileset(ctx: JobContext, profile_id: str, out: Path) -> dict[str, An
 
 
 def _burn_iso(ctx: JobContext, staging: Path) -> list[str]:
-    """ISO image(s) into out/ under their final names; make_iso writes NAME.part first."""
+    """ISO image(s) into out/, then renamed to the job's name (make_iso writes NAME.part and
+    renames it when complete). The images are made under a neutral name first: job folder
+    names are sometimes built from patient names and must not reach the INFO logs."""
     from mediasvc.media.burners import parse_target
     from mediasvc.media.burning import burn
 
     label = _safe_name(ctx.option("label") or ctx.job.name)
-    backend = parse_target(f"iso:{ctx.out / (label + '.iso')}")
-    report = burn(staging, backend, verify=True)
+    made = ctx.work / "iso"
+    if made.exists():
+        shutil.rmtree(made)
+    made.mkdir()
+    report = burn(staging, parse_target(f"iso:{made / 'DISC.iso'}"), verify=True)
     names = []
     for copy in report.copies:
-        names.append(Path(copy.target.split(":", 1)[1]).name)
+        image = Path(copy.target.split(":", 1)[1])
+        final = label + image.name.removeprefix("DISC")
+        os.replace(image, ctx.out / final)
+        names.append(final)
+    fsync_dir(ctx.out)
     return names
 
 
