@@ -92,7 +92,9 @@ def claim(cfg: ServiceConfig, q: JobQueue, cand: Candidate, settled_at: float) -
         return None
     except OSError as exc:
         shutil.rmtree(entry, ignore_errors=True)
-        raise JobError(f"cannot claim {origin}: {exc.strerror}") from exc
+        # The folder name stays out of the message: it goes to the log (see log.py).
+        log.debug("cannot claim %s: %s", origin, exc)
+        raise JobError(f"cannot move a drop into the spool: {exc.strerror}") from exc
     fsync_dir(entry)
     fsync_dir(cand.path.parent)
     marker = cand.path.with_name(cand.name + READY_MARKER)
