@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             kills += 1
             svc.start(wait_ready=rnd.random() < 0.7)  # sometimes kill during recovery
         t.join()
+        svc.wait_ready(120)  # the last restart may not have been waited for
         svc.wait_for(lambda: len(list((root / "done").iterdir())) + len(
             list((root / "failed").iterdir())) >= len(jobs) and not any(
             (root / "spool").iterdir()), 300, "every job to finish")

@@ -53,6 +53,7 @@ class Service:
         self.watchdog_usec = watchdog_usec
         self.log_path = log or root.parent / f"{root.name}-serve.log"
         self.messages: list[str] = []
+        self._ready_before = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
@@ -70,16 +71,20 @@ class Service:
         env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), PYTHONUNBUFFERED="1")
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
-        n_ready = self.count("READY=1")
+        self._ready_before = self.count("READY=1")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mediasvc", "serve", "--config", str(self.config),
                  "--root", str(self.root)], stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=REPO)
         if wait_ready:
-            self.wait_for(lambda: self.count("READY=1") > n_ready, timeout,
-                          "the service to send READY=1")
+            self.wait_ready(timeout)
         return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait for READY=1 from the process started last."""
+        self.wait_for(lambda: self.count("READY=1") > self._ready_before, timeout,
+                      "the service to send READY=1")
 
     def _read(self) -> None:
         assert self._sock is not None

@@ -148,12 +148,14 @@ class Daemon:
     # -- the service ------------------------------------------------------------------------
     def serve(self) -> int:
         cfg = self.cfg
+        # First of all: a stop request during start-up (recovery may take a while) must end
+        # in an orderly exit, not in the default action of SIGTERM.
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         self._lock()
         self._prepare_dirs()
         q = self.queue = open_queue(cfg)
         self._recover(q)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
         self.watcher = Watcher(cfg, self._on_settled)
         self.watcher.start()
         for i in range(cfg.workers):
