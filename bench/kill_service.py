@@ -3,15 +3,16 @@
 
     python bench/kill_service.py [--jobs 24] [--kills 24] [--seed N] [--keep DIR]
 
-A feeder drops a stream of jobs (export studies to STD-GEN-CD ISO images, and import study
-folders into the store) while a killer SIGKILLs the service at random moments (during start-up
-recovery, claims, file-set writing, ISO mastering, imports, publishing) and restarts it at
-once. When every kill is done and every job dropped, the service runs until the queue is
-empty. Then it checks:
+A feeder drops a stream of jobs (export studies to STD-GEN-CD ISO images or staging trees,
+and import study folders into the store) while a killer SIGKILLs the service at random
+moments (during start-up recovery, claims, file-set writing, ISO mastering, imports,
+publishing) and restarts it at once. When every kill is done and every job dropped, the
+service runs until the queue is empty. Then it checks:
 - every job ended in done/ exactly once (one done/<job>/, no second copy, nothing in failed/,
   one queue row per job, state done), the drop folders and the spool are empty;
-- no input lost, no broken DICOMDIR: each ISO is read back with xorriso, its DICOMDIR passes
-  dciodvfy with 0 errors and lists exactly the SOP instances of the dropped study;
+- no input lost, no broken DICOMDIR: each ISO is read back with xorriso (each staging tree
+  read in place), its DICOMDIR passes dciodvfy with 0 errors and lists exactly the SOP
+  instances of the dropped study;
 - the store holds every imported instance exactly once (no duplicate rows) and its own
   consistency check finds nothing.
 Exit status 0 when all holds; a JSON summary on stdout. tests/test_service_kill.py runs a short
@@ -61,12 +62,14 @@ def sop_uids(files: list[Path]) -> set[str]:
     return {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
 
 
-def drop(job_dir: Path, files: list[Path]) -> None:
+def drop(job_dir: Path, files: list[Path], job_toml: str | None = None) -> None:
     """Copy the files into a hidden folder, then rename it in with a .ready marker."""
     tmp = job_dir.with_name("." + job_dir.name)
     tmp.mkdir(parents=True)
     for f in files:
         shutil.copyfile(f, tmp / f.name)
+    if job_toml:
+        (tmp / "job.toml").write_text(job_toml)
     (tmp / ".ready").touch()
     tmp.rename(job_dir)
 
@@ -105,16 +108,23 @@ def check(root: Path, jobs: dict[str, tuple[str, list[Path]]], work: Path) -> li
         if kind == "import":
             expected_store |= sop_uids(files)
             continue
-        isos = list((root / "done" / name).glob("*.iso"))
-        if len(isos) != 1:
-            problems.append(f"{name}: {len(isos)} ISO images")
-            continue
-        out = work / "check" / name
-        r = subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(isos[0]), "-extract",
-                            "/", str(out)], capture_output=True, text=True)
-        if r.returncode != 0:
-            problems.append(f"{name}: xorriso cannot read the ISO: {r.stderr[-300:]}")
-            continue
+        media = root / "done" / name / "media"
+        if kind == "staging":
+            out = media
+            if not (media / "DICOMDIR").is_file():
+                problems.append(f"{name}: no staging tree in done/{name}/media")
+                continue
+        else:
+            isos = list((root / "done" / name).glob("*.iso"))
+            if len(isos) != 1:
+                problems.append(f"{name}: {len(isos)} ISO images")
+                continue
+            out = work / "check" / name
+            r = subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(isos[0]),
+                                "-extract", "/", str(out)], capture_output=True, text=True)
+            if r.returncode != 0:
+                problems.append(f"{name}: xorriso cannot read the ISO: {r.stderr[-300:]}")
+                continue
         v = subprocess.run(["dciodvfy", str(out / "DICOMDIR")], capture_output=True, text=True)
         errors = [x for x in (v.stdout + v.stderr).splitlines() if x.startswith("Error")]
         if errors:
@@ -127,7 +137,8 @@ def check(root: Path, jobs: dict[str, tuple[str, list[Path]]], work: Path) -> li
         if listed != sop_uids(files):
             problems.append(f"{name}: the DICOMDIR lists {len(listed)} instances, "
                             f"{len(files)} were dropped")
-        shutil.rmtree(out)
+        if kind != "staging":
+            shutil.rmtree(out)
     from mediasvc.store.index import Store
 
     with Store.open(root / "store") as store:
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     studies = make_studies(work / "corpus", args.jobs, args.images, seed % 100000)
     jobs: dict[str, tuple[str, list[Path]]] = {}
     for i, files in enumerate(studies):
-        kind = "import" if i % 3 == 2 else "export"
+        kind = ("export", "staging", "import", "export")[i % 4]
         jobs[f"k{i:03d}"] = (kind, files)
     cfg = write_config(work / "mediasvc.toml", settle=0.3, workers=2)
     svc = Service(root, cfg, log=work / "serve.log")
@@ -172,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def feeder() -> None:
         for name, (kind, files) in jobs.items():
-            base = root / "drop" / ("export/STD-GEN-CD" if kind == "export" else "import")
-            drop(base / name, files)
+            base = root / "drop" / ("import" if kind == "import" else "export/STD-GEN-CD")
+            drop(base / name, files, 'target = "staging"\n' if kind == "staging" else None)
             time.sleep(rnd.uniform(0.05, 0.4))
         fed.set()
 

@@ -133,7 +133,8 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
 
     if target == "staging":
         if "output" not in ctx.steps:
-            _publish(staging, ctx.out / "media")
+            if staging.exists() or not (ctx.out / "media").exists():  # else: moved, then died
+                _publish(staging, ctx.out / "media")
             ctx.step("output", ["media"])
         result["outputs"] = ctx.steps["output"]
         summary.append("staging tree: media/")
