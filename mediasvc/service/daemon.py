@@ -325,6 +325,9 @@ class Daemon:
         finally:
             with self._running_lock:
                 self.running.pop(job.id, None)
+        # Whatever the runner started and left behind (it may have crashed) goes with it; its
+        # pid stays reserved while the group has members, so this hits nothing else.
+        _killpg(proc)
         outcome = _read_outcome(res_file)
         if stopped == "cancelled":
             final = q.cancelled(job.id, self.owner, "cancelled while running")
@@ -355,15 +358,21 @@ def _start_time(pid: int) -> str:
 
 
 def _kill_runner(entry: Path) -> None:
-    """Kill a runner of a previous service process if it is somehow still alive."""
+    """Kill what is left of a previous service's runner: its process group (the runner died
+    with the daemon, but an xorriso or a pool worker it started may still run and would race
+    with the redo). A pid is not reused while a process group of that id has members, so the
+    group is ours unless its leader's pid now belongs to another process (start time differs).
+    """
     try:
         pid_s, start = (entry / "runner.pid").read_text().split(":")
         pid = int(pid_s)
     except (OSError, ValueError):
         return
-    if start and _start_time(pid) == start:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+    now = _start_time(pid)
+    if now and now != start:
+        return  # the pid was reused by an unrelated process
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _killpg(proc: subprocess.Popen[bytes]) -> None:

@@ -118,7 +118,9 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if "fileset" not in ctx.steps:
-        tmp = _fresh(ctx.work / "staging.tmp")
+        for old in ctx.work.glob("staging.tmp*"):
+            shutil.rmtree(old, ignore_errors=True)
+        tmp = _fresh(ctx.work / f"staging.tmp{ctx.job.attempts}")
         fs = _export_fileset(ctx, profile_id, tmp)
         timings["fileset_seconds"] = round(time.perf_counter() - t0, 3)
         if staging.exists():
@@ -210,9 +212,10 @@ def _burn_iso(ctx: JobContext, staging: Path) -> list[str]:
     from mediasvc.media.burning import burn
 
     label = _safe_name(ctx.option("label") or ctx.job.name)
-    made = ctx.work / "iso"
-    if made.exists():
-        shutil.rmtree(made)
+    # A folder per attempt: nothing left of an interrupted attempt can write into this one.
+    for old in ctx.work.glob("iso.*"):
+        shutil.rmtree(old, ignore_errors=True)
+    made = ctx.work / f"iso.{ctx.job.attempts}"
     made.mkdir()
     report = burn(staging, parse_target(f"iso:{made / 'DISC.iso'}"), verify=True)
     names = []
