@@ -155,6 +155,21 @@ def _truncation(ds: Dataset, path: Path, size: int) -> str | None:
     return None
 
 
+def _as_stored(ds: Dataset, ts: str, target: str | None) -> Dataset:
+    """The attributes as the file will be stored: decoding a compressed colour image gives
+    RGB (pydicom converts YBR_FULL_422, YBR_ICT and YBR_RCT on decompression), so value rules
+    must judge RGB, not the source's YBR (PS3.5 8.2)."""
+    if (target is None or ts == NO_META or not UID(ts).is_compressed
+            or UID(target).is_compressed):
+        return ds
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if not photometric.startswith("YBR"):
+        return ds
+    judged = ds.copy()
+    judged.PhotometricInterpretation = "RGB"
+    return judged
+
+
 def target_syntax(ts: str, profile: MediaProfile, compress_to: str | None) -> tuple[str | None,
                                                                                     str | None]:
     """(target transfer syntax or None to keep, rejection reason or None)."""
@@ -218,8 +233,9 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     target, reason = target_syntax(ts, profile, compress_to if has_pixels else None)
     if reason:
         return Rejection(path, reason)
+    judged = _as_stored(ds, ts, target)
     for rule in profile.rules:
-        problem = rule.violation(ds, sop_class, has_pixels, target or ts)
+        problem = rule.violation(judged, sop_class, has_pixels, target or ts)
         if problem:
             return Rejection(path, f"{problem} ({profile.id})")
     rtype = SINGLE_LEVEL_RECORD_TYPES.get(sop_class) or record_type_for(sop_class, has_pixels)
