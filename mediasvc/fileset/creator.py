@@ -19,7 +19,6 @@ first instance (DCMTK's dcmmkdir copies from the first file only).
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import errno
 import fcntl
@@ -43,6 +42,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
+from mediasvc.durable import fsync_dir, syncfs
 from mediasvc.errors import CapacityError, FileSetError, UsageError
 from mediasvc.fileset.dicomdir import Node, encode_record, unvalidated, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
@@ -275,27 +275,6 @@ def place_file(src: Path, dst: Path, link: str) -> bool:
             dst.unlink(missing_ok=True)
     shutil.copyfile(src, dst)
     return False
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the file system holding ``path`` (Linux syncfs(2)); os.sync() elsewhere."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _do_transcode(job: tuple[Path, Path, str]) -> tuple[str | None, str]:
@@ -600,10 +579,10 @@ def finish(out: Path, tree: Tree, fileset_id: str, media_uid: str | None = None)
     # missing data). Copied data: one syncfs of the output's file system, far cheaper than
     # an fsync per file (transcoded files were fsynced as written). Hard links write no
     # data: the folders holding them are fsynced, deepest first, and that is all.
-    if tree.wrote_data:
-        _syncfs(out)
+    if tree.wrote_data and not syncfs(out):
+        os.sync()
     for folder in sorted(tree.new_dirs, key=len, reverse=True):
-        _fsync_dir(out.joinpath(*folder))
+        fsync_dir(out.joinpath(*folder))
     tree.new_dirs.clear()
     tree.wrote_data = False
     write_dicomdir(out / "DICOMDIR", tree.roots, fileset_id, media_sop_instance_uid=media_uid)

@@ -18,10 +18,7 @@ old or the new DICOMDIR, never a broken one.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from mediasvc import __version__
+from mediasvc.durable import atomic_write
 from mediasvc.fileset.records import MEDIA_STORAGE_DIRECTORY
 
 # PS3.7 / PS3.10 7.1: our Implementation Class UID (under the pydicom-documented example root
@@ -165,27 +163,6 @@ def encode_dicomdir(roots: list[Node], fileset_id: str, *,
         out += _ITEM + struct.pack("<I", len(body)) + body
     out += _SEQ_DELIM
     return bytes(out)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file + fsync + rename + fsync of the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write_dicomdir(path: Path, roots: list[Node], fileset_id: str, *,

@@ -12,7 +12,6 @@ for any file-set: ours, DCMTK's or a third party's.
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from mediasvc import __version__
+from mediasvc.durable import atomic_write as write_atomic
 from mediasvc.errors import MediaError
 
 APPLICATION = "mediasvc"
@@ -342,16 +342,6 @@ def index_htm(vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext,
         body.append("<p>The images shown in these pages are JPEG renderings, not for "
                     "diagnosis.</p>")
     return xhtml_page(title, body)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file + fsync + rename: a README is never half written."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_root_files(root: Path, vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext,

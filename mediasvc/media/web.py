@@ -26,12 +26,12 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from mediasvc.durable import atomic_write as write_atomic
 from mediasvc.errors import MediaError
 from mediasvc.media.pdi import (
     VolumeInfo,
     dicom_date,
     person_name,
-    write_atomic,
     xhtml_page,
 )
 

@@ -35,11 +35,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from mediasvc.durable import atomic_write as write_atomic
 from mediasvc.errors import ConfigError, JobError, MediasvcError
 from mediasvc.jobqueue import Backoff, Job, JobQueue, State, current_owner
 from mediasvc.service import spool
 from mediasvc.service.config import ServiceConfig
-from mediasvc.service.reports import write_atomic
 from mediasvc.service.runner import result_path
 from mediasvc.service.sdnotify import Notifier, watchdog_interval
 from mediasvc.service.spool import Candidate

@@ -22,11 +22,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mediasvc.durable import atomic_write as write_atomic
 from mediasvc.errors import MediasvcError
 from mediasvc.jobqueue import JobQueue
 from mediasvc.log import setup_logging
 from mediasvc.service.config import load_service_config
-from mediasvc.service.reports import write_atomic
 from mediasvc.service.spool import inspect_input
 from mediasvc.service.workers import HANDLERS, Interrupted, JobContext
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mediasvc.durable import atomic_write as write_atomic
+from mediasvc.durable import fsync_dir
 from mediasvc.errors import ConfigError, InputError, JobError, MediasvcError
 from mediasvc.jobqueue import Job, JobQueue, State
 from mediasvc.service.config import (
@@ -37,9 +39,7 @@ from mediasvc.service.config import (
 )
 from mediasvc.service.reports import (
     build_report,
-    fsync_dir,
     read_report_uid,
-    write_atomic,
     write_reports,
 )
 

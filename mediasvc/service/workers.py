@@ -30,10 +30,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mediasvc.durable import fsync_dir
 from mediasvc.errors import InputError, MediasvcError, RejectedFile
 from mediasvc.jobqueue import Job, JobQueue
 from mediasvc.service.config import ServiceConfig
-from mediasvc.service.reports import fsync_dir
 from mediasvc.service.spool import JobInput
 
 log = logging.getLogger(__name__)

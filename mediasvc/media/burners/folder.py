@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from mediasvc.durable import fsync_dir
 from mediasvc.errors import BurnError, UsageError
 from mediasvc.media.burners import BurnJob, CopyResult
 from mediasvc.media.iso import check_free_space
@@ -21,14 +22,6 @@ COPY_CHUNK = 4 << 20
 
 def folder_path(path: Path, number: int, count: int) -> Path:
     return path if count == 1 else path / f"VOL{number:03d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_file(src: Path, dst: Path) -> None:
@@ -94,7 +87,7 @@ class FolderBackend:
                     made_dirs.add(dst.parent)
                 _copy_file(src, dst)
             for d in sorted(made_dirs, key=lambda p: -len(p.parts)):
-                _fsync_dir(d)
+                fsync_dir(d)
         except OSError as exc:
             _undo(target, created_target)
             raise BurnError(f"{what}: copy failed at {exc.filename or target}: "
