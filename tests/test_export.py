@@ -330,3 +330,26 @@ def test_missing_type2_iod_values_are_invented_and_said(tmp_path: Path) -> None:
     study = [r for r in recs if r.DirectoryRecordType == "STUDY"][0]
     assert study.StudyID == "1"
     check_fileset(out, 1)
+
+
+def test_invalid_optional_values_are_left_out_so_validators_accept_the_dicomdir(
+        tmp_path: Path) -> None:
+    # Patient's Sex "?" (not a CS value): the DVD profiles copy Patient's Sex when present.
+    src = TESTDATA / "instances" / "RF" / "orthanc-tests__KarstenHilbertRF.dcm"
+    out = tmp_path / "out"
+    code, report = export(src, "--profile", "STD-GEN-DVD-JPEG", "--out", out)
+    assert code == 0
+    assert "PatientSex has a value invalid for its VR" in report["files"][0]["reason"]
+    patient = [r for r in records(out / "DICOMDIR") if r.DirectoryRecordType == "PATIENT"][0]
+    assert "PatientSex" not in patient
+    assert dciodvfy_errors(out / "DICOMDIR") == []
+
+
+def test_specific_character_set_only_where_text_keys_need_it(small_corpus: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export(small_corpus, "--out", out)
+    for rec in records(out / "DICOMDIR"):
+        text = [e for e in rec if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "SQ")]
+        if "SpecificCharacterSet" in rec:
+            assert text, rec.DirectoryRecordType

@@ -335,7 +335,19 @@ def _merge_keys(insts: Sequence[SourceInstance], level: str, spec: list[tuple[st
                 tag, vr, DicomSequence() if vr == "SQ" else None)
         elif ktype == "1":
             missing.append(keyword)
+    _drop_unneeded_charset(rec)
     return rec, missing
+
+
+_CHARSET_VRS = _TEXT_VRS + ("SQ",)
+
+
+def _drop_unneeded_charset(rec: Dataset) -> None:
+    """Specific Character Set (0008,0005) is type 1C on records: required only when a key
+    of a character-set-dependent VR is there (PS3.3 F.3.2.2); dcmmkdir reads it so too."""
+    if 0x00080005 in rec and not any(
+            elem.VR in _CHARSET_VRS for elem in rec if elem.tag != 0x00080005):
+        del rec[0x00080005]
 
 
 @dataclass
@@ -660,6 +672,7 @@ def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: Me
                                   or inst.transfer_syntax_uid, already_converted=True)
     if inst.icon is not None and profile.icon_image != "none":
         rec.IconImageSequence = DicomSequence([inst.icon])
+    _drop_unneeded_charset(rec)
     return Node(rec)
 
 

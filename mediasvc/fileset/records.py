@@ -1,4 +1,5 @@
-"""Directory record types and their baseline keys (PS3.3 Annex F.5), as a public table.
+"""Directory record types and their baseline keys (PS3.3 Annex F.5, one table of keys per
+record type, cited by title), as a public table.
 
 Profiles (profiles/media/*.toml) add keys on top of these; a caller may also override
 BASELINE_KEYS for a record type, as pydicom's DIRECTORY_RECORDERS allows.
@@ -18,67 +19,67 @@ from pydicom.uid import UID
 
 # (keyword, type). SpecificCharacterSet (type 1C on every record) is handled by the writer.
 BASELINE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
-    # F.5.1 Patient Keys
+    # PS3.3 F.5, Patient Keys
     "PATIENT": (("PatientName", "2"), ("PatientID", "1")),
-    # F.5.2 Study Keys
+    # PS3.3 F.5, Study Keys
     "STUDY": (("StudyDate", "1"), ("StudyTime", "1"), ("AccessionNumber", "2"),
               ("StudyDescription", "2"), ("StudyInstanceUID", "1C"), ("StudyID", "1")),
-    # F.5.3 Series Keys
+    # PS3.3 F.5, Series Keys
     "SERIES": (("Modality", "1"), ("SeriesInstanceUID", "1"), ("SeriesNumber", "1")),
-    # F.5.4 Image Keys
+    # PS3.3 F.5, Image Keys
     "IMAGE": (("InstanceNumber", "1"),),
-    # F.5.5 RT Dose Keys
+    # PS3.3 F.5, RT Dose Keys
     "RT DOSE": (("InstanceNumber", "1"), ("DoseSummationType", "1")),
-    # F.5.6 RT Structure Set Keys
+    # PS3.3 F.5, RT Structure Set Keys
     "RT STRUCTURE SET": (("InstanceNumber", "1"), ("StructureSetLabel", "1"),
                          ("StructureSetDate", "2"), ("StructureSetTime", "2")),
-    # F.5.7 RT Plan Keys
+    # PS3.3 F.5, RT Plan Keys
     "RT PLAN": (("InstanceNumber", "1"), ("RTPlanLabel", "1"), ("RTPlanDate", "2"),
                 ("RTPlanTime", "2")),
-    # F.5.8 RT Treatment Record Keys
+    # PS3.3 F.5, RT Treatment Record Keys
     "RT TREAT RECORD": (("InstanceNumber", "1"), ("TreatmentDate", "2"),
                         ("TreatmentTime", "2")),
-    # F.5.9 Presentation Keys
+    # PS3.3 F.5, Presentation Keys
     "PRESENTATION": (("PresentationCreationDate", "1"), ("PresentationCreationTime", "1"),
                      ("InstanceNumber", "1"), ("ContentLabel", "1"),
                      ("ContentDescription", "2"), ("ContentCreatorName", "2"),
                      ("ReferencedSeriesSequence", "1C"), ("BlendingSequence", "1C")),
-    # F.5.10 Waveform Keys
+    # PS3.3 F.5, Waveform Keys
     "WAVEFORM": (("InstanceNumber", "1"), ("ContentDate", "1"), ("ContentTime", "1")),
-    # F.5.11 SR Document Keys
+    # PS3.3 F.5.25, SR Document Keys (Table F.5-25)
     "SR DOCUMENT": (("InstanceNumber", "1"), ("CompletionFlag", "1"),
                     ("VerificationFlag", "1"), ("ContentDate", "1"), ("ContentTime", "1"),
                     ("VerificationDateTime", "1C"), ("ConceptNameCodeSequence", "1")),
-    # F.5.12 Key Object Document Keys
+    # PS3.3 F.5.26, Key Object Document Keys (Table F.5-26)
     "KEY OBJECT DOC": (("InstanceNumber", "1"), ("ContentDate", "1"), ("ContentTime", "1"),
                        ("ConceptNameCodeSequence", "1")),
-    # F.5.13 Spectroscopy Keys
+    # PS3.3 F.5, Spectroscopy Keys
     "SPECTROSCOPY": (("ImageType", "1"), ("ContentDate", "1"), ("ContentTime", "1"),
                      ("InstanceNumber", "1"), ("ReferencedImageEvidenceSequence", "1C"),
                      ("NumberOfFrames", "1"), ("Rows", "1"), ("Columns", "1"),
                      ("DataPointRows", "1"), ("DataPointColumns", "1")),
-    # F.5.14 Raw Data Keys
+    # PS3.3 F.5, Raw Data Keys
     "RAW DATA": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1")),
-    # F.5.15-16 Registration and Fiducial Keys (Content Identification Macro)
+    # PS3.3 F.5, Registration and Fiducial Keys (Content Identification Macro)
     "REGISTRATION": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1"),
                      ("ContentLabel", "1"), ("ContentDescription", "2"),
                      ("ContentCreatorName", "2")),
     "FIDUCIAL": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1"),
                  ("ContentLabel", "1"), ("ContentDescription", "2"),
                  ("ContentCreatorName", "2")),
-    # F.5.18 Encapsulated Document Keys
+    # PS3.3 F.5, Encapsulated Document Keys
     "ENCAP DOC": (("ContentDate", "2"), ("ContentTime", "2"), ("InstanceNumber", "1"),
                   ("DocumentTitle", "2"), ("HL7InstanceIdentifier", "1C"),
                   ("ConceptNameCodeSequence", "2"), ("MIMETypeOfEncapsulatedDocument", "1")),
-    # F.5.21 Real World Value Mapping Keys
+    # PS3.3 F.5, Real World Value Mapping Keys
     "VALUE MAP": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1"),
                   ("ContentLabel", "1"), ("ContentDescription", "2"),
                   ("ContentCreatorName", "2")),
     "STEREOMETRIC": (),
-    # F.5.27 Measurement Keys
+    # PS3.3 F.5, Measurement Keys
     "MEASUREMENT": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1"),
                     ("ConceptNameCodeSequence", "1")),
-    # F.5.28 Surface Keys
+    # PS3.3 F.5, Surface Keys
     "SURFACE": (("ContentDate", "1"), ("ContentTime", "1"), ("InstanceNumber", "1"),
                 ("ContentLabel", "1"), ("ContentDescription", "2"),
                 ("ContentCreatorName", "2")),
@@ -149,7 +150,7 @@ def record_type_for(sop_class_uid: str, has_pixels: bool) -> str:
 
 def concept_modifiers(ds: Dataset) -> Sequence | None:
     """Content Sequence of an SR/KOS record: the root's HAS CONCEPT MOD items only (PS3.3
-    Table F.5-11/F.5-12, type 1C), or None when it has none."""
+    Tables F.5-25/F.5-26, type 1C), or None when it has none."""
     items = [item for item in ds.get("ContentSequence", [])
              if str(item.get("RelationshipType", "")) == "HAS CONCEPT MOD"]
     return Sequence(items) if items else None

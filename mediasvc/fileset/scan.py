@@ -15,13 +15,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydicom import dcmread
+from pydicom import config, dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import UID
+from pydicom.valuerep import validate_value
 
 from mediasvc.fileset.records import (
     BASELINE_KEYS,
@@ -124,6 +125,29 @@ def _element(ds: Dataset, keyword: str, keep_raw: bool = False) -> KeyElement | 
             b"." in elem.value if elem.VR == "DA" else b":" in elem.value):
         elem = ds[tag]  # an ACR-NEMA date or time: decoded, then normalised
     return elem
+
+
+_CHECKED_VRS = ("CS", "DA", "TM", "UI", "IS", "DS", "AS")
+
+
+def _valid(elem: KeyElement) -> bool:
+    """Whether a string value fits its VR's character repertoire and length (PS3.5 6.2),
+    checked with pydicom's own validator."""
+    vr = elem.VR
+    if vr not in _CHECKED_VRS:
+        return True
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1").rstrip(" \x00")
+    if value is None:
+        return True
+    values = value.split("\\") if isinstance(value, str) else list(value)
+    try:
+        for v in values:
+            validate_value(vr, str(v).strip() if vr != "UI" else str(v), config.RAISE)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def has_value(elem: KeyElement | None) -> bool:
@@ -338,6 +362,15 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
             found["SpecificCharacterSet"] = _fixed_charset(charset)
         for keyword, ktype in wanted:
             elem = _normalised(_element(ds, keyword, keep_raw=raw))
+            if ktype != "1" and elem is not None and has_value(elem) and not _valid(elem):
+                # A value the file got wrong (Patient's Sex "?") would make the DICOMDIR
+                # fail validation: an optional key is left out, a type 2 key written empty.
+                # (Type 1 keys are kept: without them the record could not exist.)
+                inst.notes.append(f"{keyword} has a value invalid for its VR; left out of "
+                                  "the DICOMDIR")
+                tag = tag_for_keyword(keyword)
+                assert tag is not None
+                elem = DataElement(tag, dictionary_VR(tag), None) if ktype == "2" else None
             if has_value(elem):
                 assert elem is not None
                 found[keyword] = elem
