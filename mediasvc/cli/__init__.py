@@ -25,14 +25,37 @@ from mediasvc.log import setup_logging
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-# Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("export", "fileset", "burn", "import_", "store", "mds", "print_", "serve", "status",
-            "jobs")
+# Subcommand modules, in the order `--help` lists them, with their one-line help: only the
+# module of the command given is imported (pydicom, pynetdicom and watchdog take most of a
+# second to import; `mediasvc status` needs none of them).
+COMMANDS = {
+    "export": "create a DICOM file-set (DICOMDIR) from files/folders",
+    "fileset": "read, verify and update DICOM file-sets (DICOMDIR)",
+    "burn": "write staged volumes to an ISO image, drive, folder or disc publisher",
+    "import_": "import a medium (folder, ISO image, drive) into the store",
+    "store": "list, check the local store; forward queued instances",
+    "mds": "the minimum data set of the stored studies (JSON/CSV)",
+    "print_": "print DICOM images on film (Basic Grayscale/Color Print)",
+    "serve": "run the service: drop folders -> jobs",
+    "status": "service and queue status",
+    "jobs": "list, show, retry or cancel service jobs",
+}
 
 log = logging.getLogger("mediasvc")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The module name of the subcommand in ``argv`` (first non-option word), if any."""
+    for word in argv:
+        if not word.startswith("-"):
+            module = word if word in COMMANDS else f"{word}_"
+            return module if module in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it names is loaded in full."""
+    wanted = _command_of(argv) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="mediasvc", description="DICOM media and film service for a burner host.")
     parser.add_argument("--version", action="version", version=f"mediasvc {__version__}")
@@ -40,15 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log output (-vv: debug, with tracebacks)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        module = importlib.import_module(f"mediasvc.cli.{name}")
-        module.register(sub)
+    for name, summary in COMMANDS.items():
+        if wanted is None or name == wanted:
+            importlib.import_module(f"mediasvc.cli.{name}").register(sub)
+        else:
+            sub.add_parser(name.rstrip("_"), help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args))
