@@ -164,14 +164,22 @@ def _prefetch(files: Sequence[Path]) -> None:
     """Ask the kernel to read every source ahead (posix_fadvise WILLNEED, asynchronous):
     from a cold cache, header reads are one disk round trip per file, one after the other;
     with the whole list queued the disk works at its pace, and the copy or ISO mastering that
-    follows reads from memory. Best effort: errors are the parser's to report."""
+    follows reads from memory. Only the headers (first 64 KiB) when the whole would not fit
+    in a quarter of the memory: no point in reading what would be evicted before use.
+    Best effort: errors are the parser's to report."""
+    try:
+        total = sum(p.stat().st_size for p in files)
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    length = 0 if total < memory // 4 else 65536
     for path in files:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
         try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            os.posix_fadvise(fd, 0, length, os.POSIX_FADV_WILLNEED)
         except OSError:
             pass
         finally:
