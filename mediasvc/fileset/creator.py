@@ -202,6 +202,10 @@ def scan_sources(paths: Iterable[Path], profile: MediaProfile, *, compress: str 
     by_uid: dict[str, SourceInstance] = {}
     study_patient: dict[str, str] = {}
     series_study: dict[str, str] = {}
+    def refuse(item: SourceInstance, status: str, reason: str) -> None:
+        result.verdicts.append(Verdict(str(item.path), status, reason,
+                                       sop_instance_uid=item.sop_instance_uid))
+
     for item in judged:
         if isinstance(item, Rejection):
             result.verdicts.append(Verdict(str(item.path), "rejected", item.reason))
@@ -209,26 +213,16 @@ def scan_sources(paths: Iterable[Path], profile: MediaProfile, *, compress: str 
         first = by_uid.get(item.sop_instance_uid)
         if first is not None:
             if filecmp.cmp(first.path, item.path, shallow=False):
-                result.verdicts.append(Verdict(str(item.path), "duplicate",
-                                               f"identical to {first.path}, placed once",
-                                               sop_instance_uid=item.sop_instance_uid))
+                refuse(item, "duplicate", f"identical to {first.path}, placed once")
             else:
-                result.verdicts.append(Verdict(
-                    str(item.path), "rejected",
-                    f"duplicate SOP Instance UID with other content than {first.path}",
-                    sop_instance_uid=item.sop_instance_uid))
+                refuse(item, "rejected",
+                       f"duplicate SOP Instance UID with other content than {first.path}")
             continue
         if study_patient.setdefault(item.study_uid, item.patient_id) != item.patient_id:
-            result.verdicts.append(Verdict(
-                str(item.path), "rejected",
-                "Patient ID differs from other instances of the same study",
-                sop_instance_uid=item.sop_instance_uid))
+            refuse(item, "rejected", "Patient ID differs from other instances of the same study")
             continue
         if series_study.setdefault(item.series_uid, item.study_uid) != item.study_uid:
-            result.verdicts.append(Verdict(
-                str(item.path), "rejected",
-                "series belongs to another study in other instances",
-                sop_instance_uid=item.sop_instance_uid))
+            refuse(item, "rejected", "series belongs to another study in other instances")
             continue
         by_uid[item.sop_instance_uid] = item
         result.instances.append(item)
