@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,16 @@ def mediasvc(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: fl
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would: a real process, `python -m mediasvc ARGS`."""
     return run([sys.executable, "-m", "mediasvc", *args], cwd=cwd, timeout=timeout, env=env)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted at ``path`` (a full or read-only target); skips without root."""
+    path.mkdir(parents=True, exist_ok=True)
+    proc = run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path])
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); needs root")
+    try:
+        yield path
+    finally:
+        run(["umount", path])

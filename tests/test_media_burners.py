@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import mediasvc, run
+from conftest import mediasvc, run, tmpfs
 
 from mediasvc.errors import BurnError
 from mediasvc.media.burners import BurnJob
@@ -39,18 +39,6 @@ def staged(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
                     "--fileset-id", "BURNTEST")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    proc = run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path])
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); needs root")
-    try:
-        yield path
-    finally:
-        run(["umount", path])
 
 
 # -- folder ----------------------------------------------------------------------------------

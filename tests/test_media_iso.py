@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import hashlib
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import mediasvc, run
+from conftest import mediasvc, run, tmpfs
 
 from mediasvc.errors import BurnError, CapacityError, MediaError
 from mediasvc.media.burners import BurnJob
@@ -43,18 +41,6 @@ def image(staged: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     assert '"verified": true' in proc.stdout
     return iso
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    proc = run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path])
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); needs root")
-    try:
-        yield path
-    finally:
-        run(["umount", path])
 
 
 def test_iso_names_are_level1_and_root_files_first(image: Path) -> None:
