@@ -353,3 +353,22 @@ def test_specific_character_set_only_where_text_keys_need_it(small_corpus: Path,
         text = [e for e in rec if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "SQ")]
         if "SpecificCharacterSet" in rec:
             assert text, rec.DirectoryRecordType
+
+
+def test_enhanced_image_keys_come_from_the_shared_functional_groups(tmp_path: Path) -> None:
+    """Enhanced MR keeps orientation and spacing in Shared Functional Groups (PS3.3
+    C.7.6.16); the DVD profiles want them in IMAGE records (PS3.11 Table H.3-2). Same values
+    as dcmmkdir -Pdv writes; no position, which differs per frame."""
+    src = TESTDATA / "instances" / "MR" / "fo-dicom__mr_brucker.dcm"
+    out = tmp_path / "out"
+    assert export(src, "--profile", "STD-GEN-DVD-JPEG", "--out", out)[0] == 0
+    (ours,) = [r for r in records(out / "DICOMDIR") if r.DirectoryRecordType == "IMAGE"]
+    staging = tmp_path / "dcmtk"
+    (staging / "DICOM").mkdir(parents=True)
+    shutil.copy(src, staging / "DICOM" / "IM1")
+    assert run(["dcmmkdir", "-Pdv", "+r", "DICOM"], cwd=staging).returncode == 0
+    (theirs,) = [r for r in records(staging / "DICOMDIR") if r.DirectoryRecordType == "IMAGE"]
+    for key in ("ImageOrientationPatient", "PixelSpacing"):
+        assert key in theirs and ours[key].value == theirs[key].value, key
+    assert "ImagePositionPatient" not in ours
+    assert dciodvfy_errors(out / "DICOMDIR") == []

@@ -326,6 +326,37 @@ def _normalised(elem: KeyElement | None) -> KeyElement | None:
 _SPECS: dict[tuple[int, str], tuple[MediaProfile, list[tuple[str, str]]]] = {}
 
 
+# Enhanced multi-frame images keep these in functional group macros (PS3.3 C.7.6.16): Plane
+# Position, Plane Orientation, Pixel Measures. The DVD/BD/USB profiles (PS3.11 Table H.3-2)
+# want them in IMAGE records when present; dcmmkdir looks there too.
+FUNCTIONAL_GROUP_KEYS = {
+    "ImagePositionPatient": "PlanePositionSequence",
+    "ImageOrientationPatient": "PlaneOrientationSequence",
+    "PixelSpacing": "PixelMeasuresSequence",
+    "SliceThickness": "PixelMeasuresSequence",
+}
+
+
+def _from_functional_groups(ds: Dataset, keyword: str) -> DataElement | None:
+    """The value from the Shared Functional Groups: one that holds for every frame. A
+    per-frame value (each frame's position) stands for no single image, so it is not taken
+    (dcmmkdir agrees)."""
+    macro = FUNCTIONAL_GROUP_KEYS[keyword]
+    for groups in ("SharedFunctionalGroupsSequence",):
+        try:
+            items = ds.get(groups)
+            if not items:
+                continue
+            sequence = items[0].get(macro)
+            if sequence and keyword in sequence[0]:
+                elem = sequence[0][keyword]
+                if has_value(elem):
+                    return DataElement(elem.tag, elem.VR, elem.value)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, OSError):
+            return None
+    return None
+
+
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
     """(keyword, type) of every directory key of a record type: baseline + profile.
     Cached per profile object (kept alive by the cache, so its id is not reused)."""
@@ -362,6 +393,8 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
             found["SpecificCharacterSet"] = _fixed_charset(charset)
         for keyword, ktype in wanted:
             elem = _normalised(_element(ds, keyword, keep_raw=raw))
+            if elem is None and level == "LEAF" and keyword in FUNCTIONAL_GROUP_KEYS:
+                elem = _from_functional_groups(ds, keyword)
             if ktype != "1" and elem is not None and has_value(elem) and not _valid(elem):
                 # A value the file got wrong (Patient's Sex "?") would make the DICOMDIR
                 # fail validation: an optional key is left out, a type 2 key written empty.
