@@ -372,3 +372,18 @@ def test_enhanced_image_keys_come_from_the_shared_functional_groups(tmp_path: Pa
         assert key in theirs and ours[key].value == theirs[key].value, key
     assert "ImagePositionPatient" not in ours
     assert dciodvfy_errors(out / "DICOMDIR") == []
+
+
+def test_export_killed_after_its_dicomdir_but_before_readme_is_redone(
+        small_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert export(small_corpus, "--out", out)[0] == 0
+    assert not (out / ".mediasvc-partial").exists()
+    # The state a kill between the DICOMDIR and README.TXT leaves behind.
+    (out / ".mediasvc-partial").touch()
+    (out / "README.TXT").unlink()
+    code, report = export(small_corpus, "--out", out)
+    assert code == 0, report
+    assert (out / "README.TXT").is_file() and not (out / ".mediasvc-partial").exists()
+    check_fileset(out, 12)
+    assert sum(1 for p in (out / "DICOM").rglob("*") if p.is_file()) == 12

@@ -246,12 +246,14 @@ def check_fileset_id(value: str) -> str:
 
 
 def _prepare_out(out: Path) -> None:
-    if (out / "DICOMDIR").exists():
+    if (out / PARTIAL_MARKER).exists():
+        # A previous export was interrupted (before its DICOMDIR, or before what a caller
+        # adds after it, such as README.TXT): its files are ours to redo.
+        shutil.rmtree(out / "DICOM", ignore_errors=True)
+        (out / "DICOMDIR").unlink(missing_ok=True)
+    elif (out / "DICOMDIR").exists():
         raise FileSetError(f"{out} already holds a file-set (DICOMDIR); use "
                            "`mediasvc fileset add` to add to it")
-    if out.exists() and (out / PARTIAL_MARKER).exists():
-        # A previous export was interrupted before its DICOMDIR: its files are ours to redo.
-        shutil.rmtree(out / "DICOM", ignore_errors=True)
     elif out.exists() and any(out.iterdir()):
         raise FileSetError(f"{out} is not empty; choose an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -604,8 +606,10 @@ def finish(out: Path, tree: Tree, fileset_id: str, media_uid: str | None = None)
 
 def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: MediaProfile, *,
                   fileset_id: str | None = None, link: str = "copy",
-                  workers: int | None = None) -> FileSetResult:
-    """Place the instances under out/DICOM/ and write out/DICOMDIR (last, atomically)."""
+                  workers: int | None = None, complete: bool = True) -> FileSetResult:
+    """Place the instances under out/DICOM/ and write out/DICOMDIR (last, atomically).
+    ``complete=False`` leaves the PARTIAL_MARKER for a caller that adds more to the volume
+    (README.TXT, INDEX.HTM) and removes it when done: a crash before then is redone."""
     fsid = check_fileset_id(fileset_id) if fileset_id else default_fileset_id()
     result = FileSetResult(root=out, fileset_id=fsid, profile=profile.id)
     if not instances:
@@ -615,7 +619,8 @@ def write_fileset(instances: Sequence[SourceInstance], out: Path, profile: Media
     with unvalidated():
         write_instances(tree, instances, out, profile, result, link=link, workers=workers)
     finish(out, tree, fsid)
-    (out / PARTIAL_MARKER).unlink(missing_ok=True)
+    if complete:
+        (out / PARTIAL_MARKER).unlink(missing_ok=True)
     log.info("file-set %s written to %s: %d instances", fsid, out,
              result.count("placed") + result.count("transcoded"))
     return result

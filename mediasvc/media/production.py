@@ -25,6 +25,7 @@ from typing import Any
 
 from mediasvc.errors import CapacityError, MediaError, UsageError
 from mediasvc.fileset.creator import (
+    PARTIAL_MARKER,
     FileSetResult,
     Verdict,
     check_fileset_id,
@@ -190,7 +191,7 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
     for vol, root in zip(plan.volumes, roots, strict=True):
         fsid = volume_fileset_id(base_id, vol.number, count)
         result = write_fileset([i.ref for i in vol.items], root, profile, fileset_id=fsid,
-                               link=link, workers=workers)
+                               link=link, workers=workers, complete=False)
         report.volumes.append(VolumeReport(vol.number, root, fsid, result))
 
     # What each volume holds, for README/INDEX: with web content from the DICOMDIR just
@@ -217,6 +218,9 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
         ctx = VolumeContext(vrep.number, count, others, tuple(report.split_notes), web,
                             viewer_name or None)
         write_root_files(vrep.root, info, site, ctx, links)
+        # The volume is whole now: README.TXT and INDEX.HTM are there (an export killed before
+        # them left the creator's marker, and is redone when run again).
+        (vrep.root / PARTIAL_MARKER).unlink(missing_ok=True)
         vrep.instances = info.instance_count
         _files, vrep.image_bytes = tree_size(vrep.root)
         problems = level1_problems(vrep.root)
