@@ -5,8 +5,7 @@
         scan.verdicts:  list[Verdict]          rejected files and identical duplicates
     result = write_fileset(scan.instances, out, profile, fileset_id="ID", link="copy")
         writes out/DICOM/... then out/DICOMDIR (last, atomically); returns FileSetResult
-    result = create_fileset(paths, out, profile, fileset_id=None, capacity=None, compress=None)
-        scan + capacity check + write; CapacityError when over capacity
+Capacity and spanning are media production's (media/production.py: produce).
 
 ``link``: "copy" (default), "hardlink" (no byte written twice: the tree shares the source's
 inodes; transcoded files are always new files) or "reflink" (FICLONE where the filesystem
@@ -43,7 +42,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from mediasvc.durable import fsync_dir, syncfs
-from mediasvc.errors import CapacityError, FileSetError, UsageError
+from mediasvc.errors import FileSetError, UsageError
 from mediasvc.fileset.dicomdir import Node, encode_record, unvalidated, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
 from mediasvc.fileset.scan import (
@@ -63,8 +62,6 @@ log = logging.getLogger(__name__)
 
 PARTIAL_MARKER = ".mediasvc-partial"
 FILESET_ID_RE = re.compile(r"[A-Z0-9_ ]{1,16}")
-# Room kept for the DICOMDIR on the medium when checking capacity: about 0.5 KB per record.
-DICOMDIR_BYTES_PER_INSTANCE = 600
 _POOL_MIN_FILES = 256  # below this a process pool costs more than it saves
 
 
@@ -90,10 +87,6 @@ class Verdict:
 class ScanResult:
     instances: list[SourceInstance] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(inst.size for inst in self.instances)
 
 
 @dataclass
@@ -689,30 +682,3 @@ def human_size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000  # type: ignore[assignment]
     return f"{n} B"  # pragma: no cover
-
-
-def needed_bytes(instances: Sequence[SourceInstance]) -> int:
-    return sum(i.size for i in instances) + DICOMDIR_BYTES_PER_INSTANCE * len(instances)
-
-
-def create_fileset(paths: Iterable[Path], out: Path, profile: MediaProfile, *,
-                   fileset_id: str | None = None, capacity: int | None = None,
-                   compress: str | None = None, link: str = "copy",
-                   workers: int | None = None) -> FileSetResult:
-    """Scan, check the capacity, write. Rejected inputs are listed in the result."""
-    scan = scan_sources(paths, profile, compress=compress, workers=workers)
-    cap = capacity or profile.capacity
-    need = needed_bytes(scan.instances)
-    if need > cap:
-        raise CapacityError(
-            f"the content needs {human_size(need)}, more than the {human_size(cap)} of "
-            f"{profile.id}{' (--capacity)' if capacity else ''}; choose a larger medium, "
-            "or export fewer studies")
-    if not scan.instances:
-        result = FileSetResult(root=out, fileset_id=fileset_id or "", profile=profile.id,
-                               verdicts=scan.verdicts)
-        return result
-    result = write_fileset(scan.instances, out, profile, fileset_id=fileset_id, link=link,
-                           workers=workers)
-    result.verdicts = scan.verdicts + result.verdicts
-    return result

@@ -135,11 +135,6 @@ def _normalise(name: str) -> str:
     return name.rstrip(".")
 
 
-def file_id_of(root: Path, path: Path) -> tuple[str, ...]:
-    """The File ID components of ``path`` relative to ``root`` (no conformance check)."""
-    return tuple(path.relative_to(root).parts)
-
-
 class FileIdAllocator:
     """Conformant names for new files: DICOM/PA000001/ST000001/SE000001/IM000001.
 

@@ -40,7 +40,6 @@ NO_META = "(no file meta)"  # stands for the transfer syntax of a bare data set
 REENCODABLE = {NO_META, "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
                EXPLICIT_LE}
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
-UPPER_LEVELS = ("PATIENT", "STUDY", "SERIES")
 _NEEDS_CHECK = ("DA", "TM")
 KeyElement = DataElement | RawDataElement
 _DEFER = 2048  # values larger than this are not read (pixel data, big private blobs)
