@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -70,3 +72,19 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
         yield path
     finally:
         run(["umount", path])
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by relative path (byte-identity checks)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def dcmmkdir_media(corpus: Path, media: Path) -> Path:
+    """A file-set made by DCMTK: the corpus copied as DICOM/IMnnnnnn, then `dcmmkdir +r`."""
+    (media / "DICOM").mkdir(parents=True)
+    for i, src in enumerate(sorted(corpus.glob("*.dcm")), 1):
+        shutil.copy(src, media / "DICOM" / f"IM{i:06d}")
+    res = run(["dcmmkdir", "+r", "DICOM"], cwd=media)
+    assert res.returncode == 0, res.stderr
+    return media

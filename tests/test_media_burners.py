@@ -4,7 +4,6 @@ disc publishers (PTBurn, Epson TD Bridge) against the emulator process."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import mediasvc, run, tmpfs
+from conftest import mediasvc, run, tmpfs, tree_digest
 
 from mediasvc.errors import BurnError
 from mediasvc.media.burners import BurnJob
@@ -25,11 +24,6 @@ from mediasvc.media.iso import make_iso
 from mediasvc.media.verify import compare, tree_checksums
 
 EMULATOR = Path(__file__).with_name("publisher_emulator.py")
-
-
-def digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ def test_folder_copy_fsync_verify(staged: Path, tmp_path: Path) -> None:
     proc = mediasvc("burn", staged, "--to", f"folder:{usb}", "--verify", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"verified": true' in proc.stdout and "folder-readback-sha256" in proc.stdout
-    assert digest(usb) == digest(staged)
+    assert tree_digest(usb) == tree_digest(staged)
     assert not list(usb.rglob("*.part"))
     # Copies, not links: the stick must not share inodes with the staging tree.
     assert (usb / "DICOMDIR").stat().st_ino != (staged / "DICOMDIR").stat().st_ino
@@ -77,15 +71,15 @@ def test_folder_failure_mid_copy_is_undone_and_retryable(staged: Path, tmp_path:
     # Free space just above the sum of the file sizes passes the check, but tmpfs stores
     # each file in whole 4 KiB pages: the copy runs out of space half way (ENOSPC).
     size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
-    before = digest(staged)
+    before = tree_digest(staged)
     with tmpfs(tmp_path / "tight", f"size={size + 4096}") as tight:
         with pytest.raises(BurnError, match="copy failed .*No space left on device.*retried"):
             FolderBackend(tight).burn(BurnJob(staged, verify=True))
         assert list(tight.iterdir()) == []  # what was written is removed
-    assert digest(staged) == before
+    assert tree_digest(staged) == before
     with tmpfs(tmp_path / "roomy", f"size={4 * size + (1 << 20)}") as roomy:
         [copy] = FolderBackend(roomy).burn(BurnJob(staged, verify=True))
-        assert copy.verified and digest(roomy) == before
+        assert copy.verified and tree_digest(roomy) == before
 
 
 def test_verify_detects_a_changed_byte(staged: Path, tmp_path: Path) -> None:
@@ -153,7 +147,7 @@ def test_drive_burn_blank_check_and_readback_on_stdio_pseudo_drive(staged: Path,
     backend = DriveBackend(f"stdio:{disc}", allow_stdio=True)
     [copy] = backend.burn(BurnJob(staged, verify=True))
     assert copy.status == "done" and copy.verified is True
-    assert copy.verify_method == "disc-readback-sha256" and copy.files == len(digest(staged))
+    assert copy.verify_method == "disc-readback-sha256" and copy.files == len(tree_digest(staged))
     # The "disc" is now written: a second burn is refused, nothing appended.
     size = disc.stat().st_size
     with pytest.raises(BurnError, match="not blank"):
@@ -225,12 +219,12 @@ def test_publisher_malformed_job_ends_in_err(kind: str, tmp_path: Path) -> None:
 def test_publisher_error_is_reported_and_retry_works(kind: str, staged: Path,
                                                      tmp_path: Path) -> None:
     folder = tmp_path / "jobs"
-    before = digest(staged)
+    before = tree_digest(staged)
     with emulator(folder, kind, "--fail-burn"):
         backend = BACKENDS[kind](folder, pickup_timeout=10, timeout=30)
         with pytest.raises(BurnError, match=r"failed: drive error: write failed .*code 522"):
             backend.burn(BurnJob(staged))
-    assert digest(staged) == before
+    assert tree_digest(staged) == before
     assert not list((folder / "MEDIASVC").glob("*.ISO"))  # image removed after the job
     with emulator(folder, kind):
         [copy] = BACKENDS[kind](folder, pickup_timeout=10, timeout=30).burn(BurnJob(staged))

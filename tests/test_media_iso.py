@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import re
 import shutil
 from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import mediasvc, run, tmpfs
+from conftest import mediasvc, run, tmpfs, tree_digest
 
 from mediasvc.errors import BurnError, CapacityError, MediaError
 from mediasvc.media.burners import BurnJob
@@ -18,11 +17,6 @@ from mediasvc.media.burners.image import IsoBackend
 from mediasvc.media.iso import make_iso, volume_id
 
 LEVEL1 = re.compile(r"[A-Z0-9_]{1,8}\.([A-Z0-9_]{0,3});1")
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import TESTDATA, mediasvc, run
+from conftest import TESTDATA, dcmmkdir_media, mediasvc
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -456,13 +456,7 @@ def test_symlink_out_to_a_fifo_is_never_opened(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dcmtk_media(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) -> Path:
-    media = tmp_path_factory.mktemp("dcmmkdir") / "media"
-    (media / "DICOM").mkdir(parents=True)
-    for i, src in enumerate(sorted(small_corpus.glob("*.dcm")), 1):
-        shutil.copy(src, media / "DICOM" / f"IM{i:06d}")
-    res = run(["dcmmkdir", "+r", "DICOM"], cwd=media)
-    assert res.returncode == 0, res.stderr
-    return media
+    return dcmmkdir_media(small_corpus, tmp_path_factory.mktemp("dcmmkdir") / "media")
 
 
 def test_dcmmkdir_dicomdir_lists_every_instance(dcmtk_media: Path, small_corpus: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pydicom
 import pytest
-from conftest import TESTDATA, make_corpus, mediasvc, run
+from conftest import TESTDATA, dcmmkdir_media, make_corpus, mediasvc
 from pydicom.uid import ImplicitVRLittleEndian
 from test_reader import Rec, write_dicomdir
 
@@ -39,13 +39,7 @@ def problems(media: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def dcmtk_master(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) -> Path:
-    media = tmp_path_factory.mktemp("verify") / "master"
-    (media / "DICOM").mkdir(parents=True)
-    for i, src in enumerate(sorted(small_corpus.glob("*.dcm")), 1):
-        shutil.copy(src, media / "DICOM" / f"IM{i:06d}")
-    res = run(["dcmmkdir", "+r", "DICOM"], cwd=media)
-    assert res.returncode == 0, res.stderr
-    return media
+    return dcmmkdir_media(small_corpus, tmp_path_factory.mktemp("verify") / "master")
 
 
 @pytest.fixture
