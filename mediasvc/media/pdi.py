@@ -17,15 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from mediasvc import __version__
 from mediasvc.durable import atomic_write as write_atomic
-from mediasvc.errors import MediaError
+from mediasvc.errors import FileSetError, MediaError
+from mediasvc.fileset.reader import DirRecord, read_fileset
 
 APPLICATION = "mediasvc"
 
@@ -103,61 +101,35 @@ class VolumeContext:
     viewer: str | None = None  # folder name of the viewer at the root, if any
 
 
-def _str(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
-
-
 def read_volume(root: Path) -> VolumeInfo:
-    """Read ROOT/DICOMDIR into a patient/study/series tree (PS3.3 F.3 record hierarchy)."""
-    path = root / "DICOMDIR"
+    """Read ROOT/DICOMDIR into a patient/study/series tree (PS3.3 F.3 record hierarchy),
+    through the File-set Reader (offsets followed, inactive records skipped)."""
     try:
-        ds = pydicom.dcmread(path)
-    except (OSError, InvalidDicomError) as exc:
-        raise MediaError(f"{path}: cannot read the DICOMDIR: {exc}") from exc
-    by_offset = {rec.seq_item_tell: rec for rec in ds.get("DirectoryRecordSequence", [])}
+        listing = read_fileset(root, scan_fallback=False)
+    except FileSetError as exc:
+        raise MediaError(f"{root / 'DICOMDIR'}: cannot read the DICOMDIR: {exc}") from exc
 
-    def siblings(offset: int) -> list[Dataset]:
-        out: list[Dataset] = []
-        seen: set[int] = set()
-        while offset and offset in by_offset and offset not in seen:
-            seen.add(offset)  # a loop in the offsets must not hang us
-            rec = by_offset[offset]
-            if rec.get("RecordInUseFlag", 0xFFFF) != 0:
-                out.append(rec)
-            offset = int(rec.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
-        return out
+    def below(rec: DirRecord, rtype: str) -> list[DirRecord]:
+        return [c for c in rec.children if c.in_use and c.record_type == rtype]
 
-    def children(rec: Dataset) -> list[Dataset]:
-        return siblings(int(rec.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0))
-
-    vol = VolumeInfo(fileset_id=_str(ds, "FileSetID"))
-    root_offset = int(ds.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity", 0) or 0)
-    for prec in siblings(root_offset):
-        if prec.DirectoryRecordType != "PATIENT":
+    vol = VolumeInfo(fileset_id=listing.fileset_id)
+    for prec in listing.roots:
+        if not prec.in_use or prec.record_type != "PATIENT":
             continue
-        patient = PatientInfo(_str(prec, "PatientName"), _str(prec, "PatientID"),
-                              _str(prec, "PatientBirthDate"), _str(prec, "PatientSex"))
+        patient = PatientInfo(prec.get("PatientName"), prec.get("PatientID"),
+                              prec.get("PatientBirthDate"), prec.get("PatientSex"))
         vol.patients.append(patient)
-        for strec in children(prec):
-            if strec.DirectoryRecordType != "STUDY":
-                continue
-            study = StudyInfo(_str(strec, "StudyInstanceUID"), _str(strec, "StudyDate"),
-                              _str(strec, "StudyTime"), _str(strec, "StudyDescription"),
-                              _str(strec, "AccessionNumber"), _str(strec, "StudyID"))
+        for strec in below(prec, "STUDY"):
+            study = StudyInfo(strec.get("StudyInstanceUID"), strec.get("StudyDate"),
+                              strec.get("StudyTime"), strec.get("StudyDescription"),
+                              strec.get("AccessionNumber"), strec.get("StudyID"))
             patient.studies.append(study)
-            for serec in children(strec):
-                if serec.DirectoryRecordType != "SERIES":
-                    continue
-                series = SeriesInfo(_str(serec, "SeriesInstanceUID"), _str(serec, "Modality"),
-                                    _str(serec, "SeriesNumber"), _str(serec, "SeriesDescription"))
+            for serec in below(strec, "SERIES"):
+                series = SeriesInfo(serec.get("SeriesInstanceUID"), serec.get("Modality"),
+                                    serec.get("SeriesNumber"), serec.get("SeriesDescription"))
                 study.series.append(series)
-                for irec in children(serec):
-                    fid = irec.get("ReferencedFileID")
-                    if fid is None:
-                        continue
-                    parts = [fid] if isinstance(fid, str) else list(fid)
-                    series.files.append(tuple(str(p) for p in parts))
+                series.files += [tuple(c.file_id) for c in serec.children
+                                 if c.in_use and c.file_id]
     return vol
 
 
