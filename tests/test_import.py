@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from pydicom.errors import InvalidDicomError
 
+from mediasvc.store import files
 from mediasvc.store.importer import import_media
 from mediasvc.store.index import Store
 from mediasvc.store.reconcile import Reconciler, load_mapping
@@ -268,6 +269,39 @@ def test_conflict_keeps_both(exported: Path, tmp_path: Path) -> None:
     # Importing the changed copy again is a duplicate of the conflict copy, not a third row.
     code, rep = import_json(other, store)
     assert rep["counts"]["duplicate"] == 1
+
+
+@pytest.mark.parametrize("reconcile", [False, True], ids=["plain", "reconciled"])
+def test_copies_on_one_medium_in_parallel(reconcile: bool, tmp_path: Path) -> None:
+    """Identical files under several names, read by several workers at once: the first in
+    the medium's order is imported, the others are duplicates of it; every row's file is
+    there with its SHA-256 as name, and no file is left without a row (a worker that finds
+    the content address taken, or whose copy turns out not to be needed, leaves no orphan)."""
+    src = make_corpus(tmp_path / "src", "--patients", "1", "--studies", "1", "--series", "4",
+                      "--images", "20", "--rows", "16", "--cols", "16")
+    medium = tmp_path / "medium"
+    medium.mkdir()
+    originals = sorted(src.rglob("*.dcm"))
+    for n, f in enumerate(originals):
+        shutil.copy(f, medium / f"A{n:03d}")
+        if n % 3 == 0:   # copies spread over the medium, so over different worker tasks
+            shutil.copy(f, medium / f"Z{n:03d}")
+    copies = len(range(0, len(originals), 3))
+    store = tmp_path / "store"
+    extra = ("--patient-id", "LOC-7") if reconcile else ()
+    code, rep = import_json(medium, store, *extra)
+    assert rep["counts"]["imported"] == len(originals), rep["counts"]
+    assert rep["counts"]["duplicate"] == copies and rep["complete"]
+    with Store.open(store) as st:
+        rows = st.instances()
+        assert len(rows) == len(originals)
+        for r in rows:
+            assert files.sha256_file(r.path) == r.checksum == r.path.name[:-4]
+            if reconcile:
+                assert pydicom.dcmread(r.path).PatientID == "LOC-7"
+        on_disk = sorted(p for p in (store / "objects").rglob("*") if p.is_file())
+        assert on_disk == sorted(r.path for r in rows), "files without a row"
+        assert st.check() == []
 
 
 def test_reconcile_patient_identity(exported: Path, tmp_path: Path) -> None:

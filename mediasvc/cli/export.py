@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_production(report: ProductionReport, *, as_json: bool) -> None:
     if as_json:
-        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(report.to_json(), indent=2))
         print()
         return
     if not report.volumes:
@@ -91,7 +91,7 @@ def print_production(report: ProductionReport, *, as_json: bool) -> None:
 
 def print_report(result: FileSetResult, *, as_json: bool) -> None:
     if as_json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(result.to_json(), indent=2))
         print()
         return
     placed, transcoded = result.count("placed"), result.count("transcoded")

@@ -55,7 +55,7 @@ def run_list(args: argparse.Namespace) -> int:
                         for i in store.instances_of(se.series_uid)]
                     entry["series"].append(s)
                 out.append(entry)
-            json.dump(out, sys.stdout, indent=2)
+            sys.stdout.write(json.dumps(out, indent=2))
             sys.stdout.write("\n")
             return 0
         if not studies:
@@ -78,8 +78,8 @@ def run_check(args: argparse.Namespace) -> int:
         problems = store.check()
         n = store.count_instances()
         if args.json:
-            json.dump({"store": str(store.root), "instances": n, "problems": problems},
-                      sys.stdout, indent=2)
+            sys.stdout.write(json.dumps({"store": str(store.root), "instances": n,
+                                         "problems": problems}, indent=2))
             sys.stdout.write("\n")
         else:
             for p in problems:
@@ -93,7 +93,7 @@ def run_forward(args: argparse.Namespace) -> int:
     with Store.open(args.store or default_store()) as store:
         report = forward(store, dest, None, retries=args.retries)
         if args.json:
-            json.dump(report.to_dict(), sys.stdout, indent=2)
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2))
             sys.stdout.write("\n")
         else:
             print(f"forward to {report.destination}: {len(report.sent)} sent, "

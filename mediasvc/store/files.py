@@ -3,29 +3,31 @@
 Layout under the store root::
 
     objects/ab/abcdef...64 hex....dcm   one file per distinct content (SHA-256 of its bytes)
-    tmp/                                 files being written; anything here at start is garbage
+    objects/ab/<name>.<pid>.part         a file being written, beside its final name
+    tmp/                                 an ISO image being extracted; garbage at start
 
 Why content-addressed rather than study/series/instance folders: the name *is* the checksum,
 so (1) two different files under the same SOP Instance UID (a conflict) can never overwrite each
 other, (2) the same bytes imported twice land on the same name (a duplicate is recognised
 without trusting the UID), (3) a consistency check needs no extra bookkeeping (re-hash and
-compare to the name), and (4) a rename that is repeated after a crash is idempotent. Browsing
+compare to the name), and (4) writing a content again after a crash is idempotent. Browsing
 by patient/study is the index's job (`mediasvc store list`), not the directory tree's.
 
-Crash safety (a SIGKILL or power cut at any moment): bytes go to ``tmp/`` first and are made
-durable, then renamed to their final name and the renames made durable; only then is the index
-row committed (see index.py). The importer does this per batch of files, not per file. So a
-row never points to a missing or partial file; a file without a row (killed between rename and
-commit) is an orphan that the index's recovery finds (:func:`all_objects`) and removes.
+Crash safety (a SIGKILL or power cut at any moment): bytes go to a part file beside their
+final name, which gets the final name by link(2) once complete (:func:`write_object`); a batch
+of such files is made durable, contents and names, by one syncfs; only then are the batch's
+index rows committed (see index.py). So a row never points to a missing or partial file; a
+file without a row (a part file, or a complete one killed before its commit) is an orphan that
+the index's recovery finds (:func:`all_objects`) and removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,44 +69,68 @@ def prepare(root: Path) -> None:
     (root / TMP).mkdir(parents=True, exist_ok=True)
 
 
-def write_tmp(root: Path, data: bytes | memoryview) -> Path:
-    """Write ``data`` to a new file under tmp/ (not yet durable: see :func:`make_durable`)."""
-    fd, tmp_name = tempfile.mkstemp(dir=root / TMP, prefix="put-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return Path(tmp_name)
+def write_object(root: Path, data: bytes | memoryview, checksum: str) -> bool:
+    """Put ``data`` at its content address, not yet durable (:func:`make_durable` per batch).
+    True if this call created it; False if the address already held these bytes.
 
-
-def publish(root: Path, tmp: Path, checksum: str) -> str:
-    """Rename a durable tmp file to its content address; return the path under root.
-
-    rename(2) is atomic within one file system (tmp/ lives under the same root for that
-    reason): the final name holds either nothing or the complete content, never a part.
+    The bytes go to a part file beside the final name, which then gets its name with link(2):
+    the final name appears complete or not at all, and never replaces a file (an importer
+    that finds the name taken knows another file of the medium has the same content). One
+    folder, no rename across folders, no second flush for the renames: the batch's one
+    syncfs covers contents and names. A part file or a final name left without a row by a
+    kill is an orphan that recovery removes (index.py).
     """
-    rel = object_relpath(checksum)
-    final = root / rel
-    final.parent.mkdir(exist_ok=True)
-    os.replace(tmp, final)
-    return rel
+    final = root / object_relpath(checksum)
+    part = final.with_name(f"{final.name}.{os.getpid()}.part")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        try:
+            os.link(part, final)
+            return True
+        except FileExistsError:
+            if final.stat().st_size == len(data):
+                return False   # the same name is the same SHA-256: the same bytes
+        except OSError as exc:   # a file system without hard links: rename instead
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if final.exists() and final.stat().st_size == len(data):
+                return False
+        # No such name yet on a file system without links, or a part file a crash left
+        # under the final name (no row has it: its size is not the content's): replace it.
+        os.replace(part, final)
+        part = final
+        return True
+    finally:
+        if part != final:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
 
 
 def make_durable(root: Path, paths: Iterable[Path]) -> None:
-    """Flush file contents (or, after renames, directory entries) under ``root`` to disk.
+    """Flush file contents and their names (new or renamed entries) under ``root`` to disk.
 
     One syncfs(2) of the store's file system per batch: measured here faster than an fsync
     per file (each fsync is its own journal commit; 500 files of 512 KB: 2.3 s one by one,
-    0.7 s in 8 threads, 0.5 s with syncfs per 64), and it covers the renamed entries in every
-    objects/ sub-directory too. Where syncfs is unavailable: fsync each path, in threads.
+    0.7 s in 8 threads, 0.5 s with syncfs per 64), and it covers the entries in every
+    objects/ sub-directory too. Where syncfs is unavailable: fsync each path and its folder,
+    in threads.
     """
     if syncfs(root):
         return
+    paths = list(paths)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_fsync_path, paths))
+        list(pool.map(_fsync_path, {p.parent for p in paths}))
 
 
 def _fsync_path(path: Path) -> None:
@@ -113,20 +139,6 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def put_bytes(root: Path, data: bytes | memoryview, checksum: str) -> str:
-    """Store one content durably (write tmp, fsync, rename, fsync directory)."""
-    tmp = write_tmp(root, data)
-    try:
-        make_durable(root, [tmp])
-        rel = publish(root, tmp, checksum)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    make_durable(root, [(root / rel).parent])
-    return rel
 
 
 def clear_tmp(root: Path) -> int:

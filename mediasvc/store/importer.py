@@ -11,9 +11,9 @@ Outcome per instance: imported, duplicate (same bytes already stored, skipped), 
 usable, with the reason); per reference: missing, refused (unsafe path), unreadable (read
 error: a damaged disc). The import is *complete* only when every referenced file was read.
 
-Large media are read by worker processes (header parse, checks, SHA-256, MDS and the copy into
-the store's tmp/ are CPU-bound Python); the main process decides duplicate/conflict, applies
-reconciliation and commits, in the medium's order.
+Large media are read by worker processes (header parse, checks, SHA-256, MDS and the copy to
+its content address are CPU-bound Python), a few files per task; the main process decides
+duplicate/conflict, applies reconciliation and commits, in the medium's order.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from mediasvc.store.index import INDEX, NewInstance, Store
 from mediasvc.store.mds import extract_instance
 from mediasvc.store.mds_def import load_definition
 from mediasvc.store.reconcile import Reconciler
+from mediasvc.store.valuecache import ValueCache
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ BATCH = 256                # files per durable batch and transaction
 BATCH_BYTES = 128 << 20    # ... or this many bytes
 BATCH_SECONDS = 1.0        # ... or at least once a second, so that a kill loses little work
 PARALLEL_MIN = 64          # fewer files than this: examined in-process (no worker start-up)
-IN_FLIGHT = 32             # files read ahead by the workers
+CHUNK = 8                  # files per worker task: fewer round trips between processes
+IN_FLIGHT = 6              # tasks read ahead by the workers (a bounded window: flat memory)
 
 IMPORTED, DUPLICATE, CONFLICT, REJECTED = "imported", "duplicate", "conflict", "rejected"
 MISSING, REFUSED, UNREADABLE = "missing", "refused", "unreadable"
@@ -173,18 +175,19 @@ def mds_extractor() -> Callable[[Dataset], dict[str, Any]]:
 class _Pending:
     item: NewInstance
     outcome: Outcome
-    tmp: Path
+    path: Path    # the file at its content address
+    owned: bool   # written for this item (not found there already)
 
 
 class _Batch:
     """Files and their rows, made durable and committed batch by batch, in order.
 
-    Per batch: the files are already under tmp/ (written by whoever read them); one flush to
-    disk, renames to the content addresses, one more flush (the directory entries) - done by a
-    thread, so that the disk works while the next batch is read and parsed - and only when that
-    has finished, one transaction for the batch's rows (on the calling thread, which owns the
-    SQLite connection). A kill at any moment leaves tmp files or renamed files without rows,
-    which recovery removes (index.py).
+    Per batch: the files are already at their content addresses (written by whoever read
+    them, files.write_object); one flush to disk of contents and names - done by a thread, so
+    that the disk works while the next batch is read and parsed - and only when that has
+    finished, one transaction for the batch's rows (on the calling thread, which owns the
+    SQLite connection). A kill at any moment leaves files without rows, which recovery
+    removes (index.py).
     """
 
     def __init__(self, store: Store, import_id: int, label: str, fileset_id: str,
@@ -198,8 +201,8 @@ class _Batch:
         self.bytes = 0
         self.since = time.monotonic()
 
-    def put(self, tmp: Path, item: NewInstance, outcome: Outcome) -> None:
-        p = _Pending(item, outcome, tmp)
+    def put(self, path: Path, owned: bool, item: NewInstance, outcome: Outcome) -> None:
+        p = _Pending(item, outcome, path, owned)
         self.pending.append(p)
         self.bytes += item.size
         self.by_sop.setdefault(item.sop_uid, []).append((item.checksum, item.source_checksum, p))
@@ -208,10 +211,7 @@ class _Batch:
             self._rotate()
 
     def _durable(self, batch: list[_Pending]) -> None:
-        root = self.store.root
-        files.make_durable(root, [p.tmp for p in batch])
-        finals = [files.publish(root, p.tmp, p.item.checksum) for p in batch]
-        files.make_durable(root, {(root / rel).parent for rel in finals})
+        files.make_durable(self.store.root, [p.path for p in batch])
 
     def _commit_inflight(self) -> None:
         if self.inflight is None:
@@ -246,14 +246,15 @@ class _Batch:
         self._commit_inflight()
 
     def close(self) -> None:
-        """Stop; what is not committed stays for recovery (tmp/ or orphans under objects/)."""
+        """Stop; what is not committed stays for recovery (orphans under objects/)."""
         if self.inflight is not None:
             with contextlib.suppress(Exception):
                 self.inflight[1].result()
         self.disk.shutdown(wait=True)
         for p in self.pending:
-            with contextlib.suppress(OSError):
-                p.tmp.unlink()
+            if p.owned:   # no row has it: written for this item alone
+                with contextlib.suppress(OSError):
+                    p.path.unlink()
         self.pending.clear()
 
 
@@ -320,7 +321,8 @@ class Examined:
     path: str
     status: str = ""            # "": usable; else REJECTED or UNREADABLE
     reason: str = ""
-    tmp: str = ""               # the bytes, copied under the store's tmp/ ("" for a duplicate)
+    stored: str = ""            # its bytes at their content address ("": the store had them)
+    wrote: bool = False         # ... put there by this examination (not found there already)
     size: int = 0
     source_sum: str = ""
     header: dict[str, Any] = field(default_factory=dict)
@@ -328,6 +330,7 @@ class Examined:
 
 
 _EXTRACT: Callable[[Dataset], dict[str, Any]] | None = None
+_VALUES = ValueCache()   # per process: conversions shared by the instances of a series
 
 
 def _extract_mds(ds: Dataset, path: str) -> dict[str, Any]:
@@ -359,8 +362,8 @@ _DB: tuple[str, sqlite3.Connection] | None = None   # (store root, read-only con
 
 
 def examine(path: str, root: Path) -> Examined:
-    """Read ``path`` once: parse its header, check it, hash it, extract its MDS, and copy it
-    under ``root``/tmp/ unless the store holds these bytes already."""
+    """Read ``path`` once: parse its header, check it, hash it, extract its MDS, and put it at
+    its content address under ``root`` unless the store holds these bytes already."""
     ex = Examined(path)
     try:
         with open(path, "rb") as fh:
@@ -379,6 +382,7 @@ def examine(path: str, root: Path) -> Examined:
     except Exception as exc:  # pydicom raises many kinds on damaged input
         ex.status, ex.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
         return ex
+    misses = _VALUES.seed(ds)
     ex.reason = _unusable(ds) or _truncated(ds, len(data) - buf.tell())
     if ex.reason:
         ex.status = REJECTED
@@ -387,9 +391,16 @@ def examine(path: str, root: Path) -> Examined:
     ex.size = len(data)
     ex.header = _header(ds)
     if ex.source_sum not in _known_sums(root, ex.header["sop_uid"]):
-        ex.tmp = str(files.write_tmp(root, data))
+        ex.wrote = files.write_object(root, data, ex.source_sum)
+        ex.stored = str(root / files.object_relpath(ex.source_sum))
         ex.mds = _extract_mds(ds, path)
+    _VALUES.learn(ds, misses)
     return ex
+
+
+def examine_many(paths: list[str], root: Path) -> list[Examined]:
+    """One worker task: a few files, one round trip."""
+    return [examine(p, root) for p in paths]
 
 
 def _worker_init(lock_fd: int | None) -> None:
@@ -411,8 +422,8 @@ def _worker_init(lock_fd: int | None) -> None:
 def examine_all(paths: list[str], root: Path, workers: int | None = None,
                 lock_fd: int | None = None) -> Generator[Examined, None, None]:
     """``examine`` every path, in order. Large media use worker processes (parsing and MDS
-    extraction are CPU-bound Python: threads would share one core); a bounded window of files
-    in flight keeps memory flat."""
+    extraction are CPU-bound Python: threads would share one core), CHUNK files per task; a
+    bounded window of tasks in flight keeps memory flat."""
     if workers is None:
         workers = int(os.environ.get("MEDIASVC_IMPORT_WORKERS", os.cpu_count() or 1))
     if workers <= 1 or len(paths) < PARALLEL_MIN:
@@ -423,18 +434,18 @@ def examine_all(paths: list[str], root: Path, workers: int | None = None,
     # its own; forkserver/spawn would re-run the caller's __main__, which a script may not
     # allow.
     ctx = multiprocessing.get_context("fork")
+    chunks = (paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK))
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(lock_fd,)) as pool:
-        window: deque[Future[Examined]] = deque()
-        todo = iter(paths)
-        for p in itertools.islice(todo, IN_FLIGHT):
-            window.append(pool.submit(examine, p, root))
+        window: deque[Future[list[Examined]]] = deque(
+            pool.submit(examine_many, chunk, root)
+            for chunk in itertools.islice(chunks, IN_FLIGHT))
         while window:
             fut = window.popleft()
-            nxt = next(todo, None)
+            nxt = next(chunks, None)
             if nxt is not None:
-                window.append(pool.submit(examine, nxt, root))
-            yield fut.result()
+                window.append(pool.submit(examine_many, nxt, root))
+            yield from fut.result()
 
 
 def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
@@ -442,50 +453,56 @@ def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
     if ex.status:
         outcome.status, outcome.reason = ex.status, ex.reason
         return
-    tmp = Path(ex.tmp) if ex.tmp else None
-    try:
-        tmp = _decide(store, ex, tmp, outcome, batch, reconciler)
-    finally:
-        if tmp is not None:   # not handed to the batch: not needed
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    unused = _decide(store, ex, outcome, batch, reconciler)
+    if unused is not None:   # written for this file, then not needed (a duplicate after all)
+        with contextlib.suppress(OSError):
+            unused.unlink()
 
 
-def _decide(store: Store, ex: Examined, tmp: Path | None, outcome: Outcome, batch: _Batch,
+def _decide(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
             reconciler: Reconciler | None) -> Path | None:
-    """Classify one examined file and hand its copy to the batch; returns a copy not used."""
+    """Classify one examined file and hand its stored copy to the batch; returns a file that
+    was written for it and is not used."""
     sop = str(ex.header["sop_uid"])
     outcome.sop_instance_uid = sop
+    own = Path(ex.stored) if ex.wrote else None
     known = store.known(sop)
     in_batch = batch.by_sop.get(sop, [])
+    # A duplicate's copy is not needed, unless it is the very file the row it duplicates
+    # has (same bytes, same address: another file of this medium found it already written).
     for rid, c, s in known:
         if ex.source_sum in (c, s):
             outcome.status, outcome.instance_id = DUPLICATE, rid
-            return tmp
+            return own if c != ex.source_sum else None
     for c, s, p in in_batch:
         if ex.source_sum in (c, s):
             outcome.status = DUPLICATE
             batch.flush()   # so that the duplicate can name the row it duplicates
             outcome.instance_id = p.outcome.instance_id
-            return tmp
-    if tmp is None:   # the worker saw these bytes stored; the store no longer has them
+            return own if c != ex.source_sum else None
+    if not ex.stored:   # the worker saw these bytes stored; the store no longer has them
         examined = examine(ex.path, store.root)
-        if examined.status or not examined.tmp:
+        if examined.status or not examined.stored:
             outcome.status, outcome.reason = REJECTED, examined.reason or "changed while read"
             return None
-        ex, tmp = examined, Path(examined.tmp)
+        ex = examined
+        own = Path(ex.stored) if ex.wrote else None
+    path, owned = Path(ex.stored), ex.wrote
     checksum, header, mds, size = ex.source_sum, ex.header, ex.mds, ex.size
     if reconciler is not None and reconciler.active:
         # Re-encode the whole file: the coerced header, the pixel data as it was.
-        full = pydicom.dcmread(tmp)
+        full = pydicom.dcmread(path)
         if reconciler.apply(full, source=str(full.get("InstitutionName", "") or "")):
             out = io.BytesIO()
             pydicom.dcmwrite(out, full, enforce_file_format=True)
             data = out.getvalue()
             checksum, size = hashlib.sha256(data).hexdigest(), len(data)
             header, mds = _header(full), _extract_mds(full, ex.path)
-            tmp.unlink()
-            tmp = files.write_tmp(store.root, data)
+            owned = files.write_object(store.root, data, checksum)
+            path = store.root / files.object_relpath(checksum)
+            if own is not None:   # the bytes as read are not kept: the coerced ones are
+                own.unlink()
+                own = None
     if known or in_batch:
         outcome.status = CONFLICT
         outcome.reason = (f"SOP Instance UID already stored with other content; both kept "
@@ -493,7 +510,7 @@ def _decide(store: Store, ex: Examined, tmp: Path | None, outcome: Outcome, batc
     item = NewInstance(**header, relpath=files.object_relpath(checksum), checksum=checksum,
                        source_checksum=ex.source_sum, size=size,
                        source_path=outcome.source, mds=mds)
-    batch.put(tmp, item, outcome)
+    batch.put(path, owned, item, outcome)
     return None
 
 

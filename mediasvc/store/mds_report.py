@@ -240,8 +240,9 @@ def completeness_rows(result: Iterable[Mapping[str, Any]]) -> Iterator[dict[str,
 
 
 def write_json(data: Any, out: IO[str]) -> None:
-    json.dump(data, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    # One write: json.dump writes every token on its own, a system call each when stdout is
+    # unbuffered (PYTHONUNBUFFERED, as under systemd).
+    out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], columns: tuple[str, ...], out: IO[str]) -> None:
