@@ -69,7 +69,8 @@ def prepare(root: Path) -> None:
     (root / TMP).mkdir(parents=True, exist_ok=True)
 
 
-def write_object(root: Path, data: bytes | memoryview, checksum: str) -> bool:
+def write_object(root: Path, data: bytes | memoryview, checksum: str,
+                 link_from: Path | None = None) -> bool:
     """Put ``data`` at its content address, not yet durable (:func:`make_durable` per batch).
     True if this call created it; False if the address already held these bytes.
 
@@ -79,8 +80,27 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str) -> bool:
     folder, no rename across folders, no second flush for the renames: the batch's one
     syncfs covers contents and names. A part file or a final name left without a row by a
     kill is an orphan that recovery removes (index.py).
+
+    ``link_from``: a complete file holding ``data`` on the store's file system that nobody else
+    uses (an ISO image extracted under tmp/): it gets the final name as a second link, and
+    nothing is written; where linking fails, the bytes are written as usual.
     """
     final = root / object_relpath(checksum)
+    if link_from is not None:
+        try:
+            try:
+                os.link(link_from, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(link_from, final)
+            return True
+        except FileExistsError:
+            if final.stat().st_size == len(data):
+                return False
+        except OSError as exc:   # another file system, or links not supported: write
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                                 errno.EMLINK):
+                raise
     part = final.with_name(f"{final.name}.{os.getpid()}.part")
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -272,7 +272,7 @@ def import_media(store: Store, media: Path, *, reconciler: Reconciler | None = N
             with isoread.extracted(media, store.root / files.TMP) as ex:
                 report.problems += [f"reading the image: {p}" for p in ex.problems]
                 _import_tree(store, ex.root, report, label or ex.volume_id or media.name,
-                             str(media.absolute()), reconciler, progress)
+                             str(media.absolute()), reconciler, progress, extracted=True)
         elif media.is_dir():
             _import_tree(store, media, report, label or media.absolute().name,
                          str(media.absolute()), reconciler, progress)
@@ -282,7 +282,10 @@ def import_media(store: Store, media: Path, *, reconciler: Reconciler | None = N
 
 
 def _import_tree(store: Store, root: Path, report: ImportReport, label: str, volume: str,
-                 reconciler: Reconciler | None, progress: Progress | None) -> None:
+                 reconciler: Reconciler | None, progress: Progress | None,
+                 extracted: bool = False) -> None:
+    """``extracted``: ``root`` is an image extracted under the store's tmp/, whose files are
+    ours to link into place rather than copy."""
     listing = read_listing(root)
     report.method, report.fileset_id = listing.method, listing.fileset_id
     report.medium_label = label
@@ -290,7 +293,7 @@ def _import_tree(store: Store, root: Path, report: ImportReport, label: str, vol
     import_id = store.begin_import(report.media, label, listing.fileset_id, listing.method)
     report.import_id = import_id
     paths = [str(leaf.path) for leaf in listing.leaves if leaf.path is not None]
-    examined = examine_all(paths, store.root, lock_fd=store.lock_fd)
+    examined = examine_all(paths, store.root, lock_fd=store.lock_fd, link=extracted)
     batch = _Batch(store, import_id, label, listing.fileset_id, volume)
     total = len(listing.leaves)
     try:
@@ -361,9 +364,10 @@ def _known_sums(root: Path, sop_uid: str) -> set[str]:
 _DB: tuple[str, sqlite3.Connection] | None = None   # (store root, read-only connection)
 
 
-def examine(path: str, root: Path) -> Examined:
+def examine(path: str, root: Path, link: bool = False) -> Examined:
     """Read ``path`` once: parse its header, check it, hash it, extract its MDS, and put it at
-    its content address under ``root`` unless the store holds these bytes already."""
+    its content address under ``root`` unless the store holds these bytes already (``link``:
+    by a hard link to ``path``, a file of an extracted image, instead of a copy)."""
     ex = Examined(path)
     try:
         with open(path, "rb") as fh:
@@ -391,16 +395,17 @@ def examine(path: str, root: Path) -> Examined:
     ex.size = len(data)
     ex.header = _header(ds)
     if ex.source_sum not in _known_sums(root, ex.header["sop_uid"]):
-        ex.wrote = files.write_object(root, data, ex.source_sum)
+        ex.wrote = files.write_object(root, data, ex.source_sum,
+                                      link_from=Path(path) if link else None)
         ex.stored = str(root / files.object_relpath(ex.source_sum))
         ex.mds = _extract_mds(ds, path)
     _VALUES.learn(ds, misses)
     return ex
 
 
-def examine_many(paths: list[str], root: Path) -> list[Examined]:
+def examine_many(paths: list[str], root: Path, link: bool = False) -> list[Examined]:
     """One worker task: a few files, one round trip."""
-    return [examine(p, root) for p in paths]
+    return [examine(p, root, link) for p in paths]
 
 
 def _worker_init(lock_fd: int | None) -> None:
@@ -420,7 +425,8 @@ def _worker_init(lock_fd: int | None) -> None:
 
 
 def examine_all(paths: list[str], root: Path, workers: int | None = None,
-                lock_fd: int | None = None) -> Generator[Examined, None, None]:
+                lock_fd: int | None = None, link: bool = False
+                ) -> Generator[Examined, None, None]:
     """``examine`` every path, in order. Large media use worker processes (parsing and MDS
     extraction are CPU-bound Python: threads would share one core), CHUNK files per task; a
     bounded window of tasks in flight keeps memory flat."""
@@ -428,7 +434,7 @@ def examine_all(paths: list[str], root: Path, workers: int | None = None,
         workers = int(os.environ.get("MEDIASVC_IMPORT_WORKERS", os.cpu_count() or 1))
     if workers <= 1 or len(paths) < PARALLEL_MIN:
         for p in paths:
-            yield examine(p, root)
+            yield examine(p, root, link)
         return
     # fork: the workers start at the first submit, before this import starts any thread of
     # its own; forkserver/spawn would re-run the caller's __main__, which a script may not
@@ -438,13 +444,13 @@ def examine_all(paths: list[str], root: Path, workers: int | None = None,
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(lock_fd,)) as pool:
         window: deque[Future[list[Examined]]] = deque(
-            pool.submit(examine_many, chunk, root)
+            pool.submit(examine_many, chunk, root, link)
             for chunk in itertools.islice(chunks, IN_FLIGHT))
         while window:
             fut = window.popleft()
             nxt = next(chunks, None)
             if nxt is not None:
-                window.append(pool.submit(examine_many, nxt, root))
+                window.append(pool.submit(examine_many, nxt, root, link))
             yield from fut.result()
 
 

@@ -2,8 +2,9 @@
 
 Mounting needs root and leaves a mount behind when a job is killed; instead xorriso (the tool
 the media side already depends on) extracts the tree into a private folder under the store's
-``tmp/`` (same file system as the store, so the importer can move files rather than copy
-them, and a killed import leaves nothing that the next start does not sweep away). xorriso
+``tmp/`` (same file system as the store, so the importer links the extracted files into
+place rather than copying them again, and a killed import leaves nothing that the next start
+does not sweep away). xorriso
 extracts symbolic links as links; the File-set Reader then refuses any that leave the tree.
 """
 
