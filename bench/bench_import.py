@@ -3,8 +3,9 @@
 1. A ~1 GB media tree: 2,000 instances of 512x512 (make_corpus), laid out as DICOM/IMn with a
    DICOMDIR written by DCMTK dcmmkdir (a file-set as it comes on a disc). Measured: `cp -r`
    of the tree, `cp -r` followed by `sync` (the same durability the store gives), and
-   `mediasvc import` into an empty store (a real process, MDS extraction included), each
-   repeated, best and median kept; ratios are throughput import / throughput cp.
+   `mediasvc import` into an empty store (a real process, MDS extraction included), and the
+   floor (FLOOR below: read, SHA-256, create, write, nothing else), each repeated, in rotated
+   order, best and median kept; ratios are throughput import / throughput cp.
 2. 10,000 small instances (64x64) with a DICOMDIR: instances per second of `mediasvc import`.
 
 Run by hand (it writes several GB under the work folder and takes minutes):
@@ -59,6 +60,31 @@ def timed(cmd: list[str], *, after: list[str] | None = None) -> float:
     return time.perf_counter() - t0
 
 
+# The least work an import into a content-addressed store of one file per instance does: read
+# each file, SHA-256 it, create a file and write it - in as many processes as there are CPUs,
+# nothing else (no DICOM parse, no MDS, no index, no durability). Measured beside cp -r, it
+# tells how much of the gap to cp is the work itself on this machine (file creation costs
+# ~0.7 ms of kernel time here) and how much is mediasvc.
+FLOOR = """
+import hashlib, os, sys
+from multiprocessing import Pool
+from pathlib import Path
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+def one(p):
+    data = open(p, 'rb').read()
+    h = hashlib.sha256(data).hexdigest()
+    d = out / h[:2]
+    d.mkdir(exist_ok=True)
+    fd = os.open(d / h, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+if __name__ == '__main__':
+    out.mkdir()
+    with Pool(os.cpu_count()) as pool:
+        pool.map(one, [str(p) for p in src.rglob('*') if p.is_file()], chunksize=16)
+"""
+
+
 def import_cmd(tree: Path, store: Path) -> list[str]:
     return [sys.executable, "-m", "mediasvc", "import", str(tree), "--store", str(store),
             "--json", "--no-progress"]
@@ -72,16 +98,19 @@ def bench_big(work: Path, repeat: int) -> None:
     print(f"big tree: {n} instances, {size / 1e9:.2f} GB")
     subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())], stdout=subprocess.DEVNULL,
                    check=True)   # warm the page cache for every contender alike
-    cp, cp_sync, imp = [], [], []
-    contenders = [("cp", cp), ("cp+sync", cp_sync), ("import", imp)]
+    cp, cp_sync, imp, floor = [], [], [], []
+    contenders = [("cp", cp), ("cp+sync", cp_sync), ("import", imp), ("floor", floor)]
     for r in range(repeat):
         # Rotate the order: whoever runs after a big delete or write-back is not always the same.
-        for name, runs in contenders[r % 3:] + contenders[:r % 3]:
+        k = r % len(contenders)
+        for name, runs in contenders[k:] + contenders[:k]:
             dest = work / f"out-{name}-{r}"
             if name == "cp":
                 runs.append(timed(["cp", "-r", str(tree), str(dest)]))
             elif name == "cp+sync":
                 runs.append(timed(["cp", "-r", str(tree), str(dest)], after=["sync"]))
+            elif name == "floor":
+                runs.append(timed([sys.executable, "-c", FLOOR, str(tree), str(dest)]))
             else:
                 runs.append(timed(import_cmd(tree, dest)))
             shutil.rmtree(dest)
@@ -91,6 +120,10 @@ def bench_big(work: Path, repeat: int) -> None:
         best = min(ref) / min(imp)
         med = statistics.median(ref) / statistics.median(imp)
         print(f"import throughput / {label} throughput: best {best:.2f}x, median {med:.2f}x")
+    print(f"floor (read + SHA-256 + create + write, {os.cpu_count()} processes) / cp -r "
+          f"throughput: best {min(cp) / min(floor):.2f}x, median "
+          f"{statistics.median(cp) / statistics.median(floor):.2f}x; import / floor: median "
+          f"{statistics.median(floor) / statistics.median(imp):.2f}x")
     print(f"import: {n / min(imp):.0f} instances/s, {size / min(imp) / 1e6:.0f} MB/s (best)")
 
 

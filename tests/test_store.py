@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -130,3 +131,45 @@ def test_truncated_file_is_rejected(small_corpus: Path, tmp_path: Path) -> None:
     outcome = {o.source: o for o in rep.outcomes}
     assert outcome["OK"].status == "imported"
     assert outcome["CUT"].status == "rejected" and "truncated" in outcome["CUT"].reason
+
+
+def test_write_object_waits_for_a_writer_of_the_same_content(tmp_path: Path) -> None:
+    """Two files of a medium with the same bytes, written by two workers at once: the one
+    that finds the content address taken returns only when the whole content is there (its
+    row may name the file), and reports that it did not write it."""
+    import threading
+    import time
+
+    data = bytes(range(256)) * 4096   # 1 MiB
+    digest = hashlib.sha256(data).hexdigest()
+    final = tmp_path / files.object_relpath(digest)
+    final.parent.mkdir(parents=True)
+    fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL)   # the first worker, mid-write
+    os.write(fd, data[:1000])
+
+    def finish() -> None:
+        time.sleep(0.3)
+        os.write(fd, data[1000:])
+        os.close(fd)
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    start = time.monotonic()
+    assert files.write_object(tmp_path, data, digest) is False
+    waited = time.monotonic() - start
+    writer.join()
+    assert waited >= 0.25 and final.read_bytes() == data
+    # Already complete: at once, nothing written.
+    assert files.write_object(tmp_path, data, digest) is False
+    # A name holding more than its content: not these bytes; said, not overwritten.
+    other = b"x" * 10
+    odd = tmp_path / files.object_relpath(hashlib.sha256(other).hexdigest())
+    odd.parent.mkdir(parents=True, exist_ok=True)
+    odd.write_bytes(b"y" * 20)
+    with pytest.raises(OSError, match="not the 10 bytes"):
+        files.write_object(tmp_path, other, hashlib.sha256(other).hexdigest())
+    assert odd.read_bytes() == b"y" * 20
+    # A new content: written, and said so.
+    new = b"new content"
+    assert files.write_object(tmp_path, new, hashlib.sha256(new).hexdigest()) is True
+    assert (tmp_path / files.object_relpath(hashlib.sha256(new).hexdigest())).read_bytes() == new

@@ -3,7 +3,6 @@
 Layout under the store root::
 
     objects/ab/abcdef...64 hex....dcm   one file per distinct content (SHA-256 of its bytes)
-    objects/ab/<name>.<pid>.part         a file being written, beside its final name
     tmp/                                 an ISO image being extracted; garbage at start
 
 Why content-addressed rather than study/series/instance folders: the name *is* the checksum,
@@ -13,12 +12,12 @@ without trusting the UID), (3) a consistency check needs no extra bookkeeping (r
 compare to the name), and (4) writing a content again after a crash is idempotent. Browsing
 by patient/study is the index's job (`mediasvc store list`), not the directory tree's.
 
-Crash safety (a SIGKILL or power cut at any moment): bytes go to a part file beside their
-final name, which gets the final name by link(2) once complete (:func:`write_object`); a batch
-of such files is made durable, contents and names, by one syncfs; only then are the batch's
-index rows committed (see index.py). So a row never points to a missing or partial file; a
-file without a row (a part file, or a complete one killed before its commit) is an orphan that
-the index's recovery finds (:func:`all_objects`) and removes.
+Crash safety (a SIGKILL or power cut at any moment): bytes are written at their final name
+(:func:`write_object`); a batch of such files is made durable, contents and names, by one
+syncfs; only then are the batch's index rows committed (see index.py). So a row never points
+to a missing or partial file; a file without a row (partly written, or complete but killed
+before its commit) is an orphan that the index's recovery finds (:func:`all_objects`) and
+removes.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,17 +69,21 @@ def prepare(root: Path) -> None:
     (root / TMP).mkdir(parents=True, exist_ok=True)
 
 
+WAIT_FOR_WRITER = 60.0   # seconds: another process writing the same content must finish by then
+
+
 def write_object(root: Path, data: bytes | memoryview, checksum: str,
                  link_from: Path | None = None) -> bool:
     """Put ``data`` at its content address, not yet durable (:func:`make_durable` per batch).
-    True if this call created it; False if the address already held these bytes.
+    True if this call created it; False if the address already held (or another process was
+    writing) these bytes, in which case it returns once they are all there.
 
-    The bytes go to a part file beside the final name, which then gets its name with link(2):
-    the final name appears complete or not at all, and never replaces a file (an importer
-    that finds the name taken knows another file of the medium has the same content). One
-    folder, no rename across folders, no second flush for the renames: the batch's one
-    syncfs covers contents and names. A part file or a final name left without a row by a
-    kill is an orphan that recovery removes (index.py).
+    The file is created at its final name, exclusively (O_EXCL): one metadata operation per
+    file, where a part file renamed or linked into place takes three. Until its batch is made durable no row names it, so a kill mid-write leaves an orphan
+    that recovery removes (index.py); a write that fails removes its file at once. Two files
+    of a medium with the same bytes, read by two workers: the second finds the name taken
+    and waits until the first has written the whole size (one write(2) fills the file from
+    its start, so the full size means the full content) before its row may name the file.
 
     ``link_from``: a complete file holding ``data`` on the store's file system that nobody else
     uses (an ISO image extracted under tmp/): it gets the final name as a second link, and
@@ -95,18 +99,20 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
                 os.link(link_from, final)
             return True
         except FileExistsError:
-            if final.stat().st_size == len(data):
-                return False
+            return _wait_complete(root, data, checksum)
         except OSError as exc:   # another file system, or links not supported: write
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
                                  errno.EMLINK):
                 raise
-    part = final.with_name(f"{final.name}.{os.getpid()}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fd = os.open(final, flags, 0o644)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(final, flags, 0o644)
+    except FileExistsError:
+        return _wait_complete(root, data, checksum)
     try:
         try:
             view = memoryview(data)
@@ -114,26 +120,28 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(final)   # ours and incomplete: nobody may find it
+        raise
+    return True
+
+
+def _wait_complete(root: Path, data: bytes | memoryview, checksum: str) -> bool:
+    final = root / object_relpath(checksum)
+    size = len(memoryview(data).cast("B"))
+    deadline = time.monotonic() + WAIT_FOR_WRITER
+    while True:
         try:
-            os.link(part, final)
-            return True
-        except FileExistsError:
-            if final.stat().st_size == len(data):
-                return False   # the same name is the same SHA-256: the same bytes
-        except OSError as exc:   # a file system without hard links: rename instead
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                raise
-            if final.exists() and final.stat().st_size == len(data):
-                return False
-        # No such name yet on a file system without links, or a part file a crash left
-        # under the final name (no row has it: its size is not the content's): replace it.
-        os.replace(part, final)
-        part = final
-        return True
-    finally:
-        if part != final:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(part)
+            have = final.stat().st_size
+        except FileNotFoundError:   # its writer failed and removed it: write it ourselves
+            return write_object(root, data, checksum)
+        if have == size:
+            return False
+        if have > size or time.monotonic() > deadline:
+            raise OSError(errno.EEXIST, f"{final}: holds {have} bytes, not the {size} bytes "
+                          "its name stands for; run `mediasvc store check`")
+        time.sleep(0.001)
 
 
 def make_durable(root: Path, paths: Iterable[Path]) -> None:
