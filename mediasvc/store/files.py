@@ -79,11 +79,12 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
     writing) these bytes, in which case it returns once they are all there.
 
     The file is created at its final name, exclusively (O_EXCL): one metadata operation per
-    file, where a part file renamed or linked into place takes three. Until its batch is made durable no row names it, so a kill mid-write leaves an orphan
-    that recovery removes (index.py); a write that fails removes its file at once. Two files
-    of a medium with the same bytes, read by two workers: the second finds the name taken
-    and waits until the first has written the whole size (one write(2) fills the file from
-    its start, so the full size means the full content) before its row may name the file.
+    file, where a part file renamed or linked into place takes three. Until its batch is made
+    durable no row names it, so a kill mid-write leaves an orphan that recovery removes
+    (index.py); a write that fails removes its file at once. Two files of a medium with the
+    same bytes, read by two workers: the second finds the name taken and waits until the
+    first has written the whole size (one write(2) fills the file from its start, so the full
+    size means the full content) before its row may name the file.
 
     ``link_from``: a complete file holding ``data`` on the store's file system that nobody else
     uses (an ISO image extracted under tmp/): it gets the final name as a second link, and

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -552,16 +554,30 @@ def _truncated(ds: Dataset, tail: int) -> str:
 
 
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+_TAGS = {kw: int(tag_for_keyword(kw) or 0) for kw in (
+    "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+    "StudyDescription", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
+    "BodyPartExamined", "SOPInstanceUID", "SOPClassUID", "InstanceNumber")}
+
+
+def _get(ds: Dataset, keyword: str) -> Any:
+    """``ds.get(keyword)``, without Dataset.__getattr__'s keyword lookup for elements already
+    converted (most are, by the import's value cache)."""
+    elem = ds._dict.get(_TAGS[keyword])  # type: ignore[call-overload]
+    if type(elem) is DataElement:
+        return elem.value
+    return ds.get(keyword)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
+    value = _get(ds, keyword)
     return "" if value is None else str(value).strip()
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
     try:
-        return int(ds.get(keyword))
+        return int(_get(ds, keyword))
     except (TypeError, ValueError):
         return None
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -57,8 +58,13 @@ def _element_value(ds: Dataset, step: Step) -> Any:
     tag = step.tag if step.creator is None else _private_tag(ds, step.tag, step.creator)
     # The dataset's own dict first: `tag in ds` builds a Tag and compares it (measured: a
     # third of the extraction time), and most tags of the definition are absent.
-    if tag is None or tag not in ds._dict:
+    if tag is None:
         return _NOTHING
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return _NOTHING
+    if type(elem) is DataElement:   # converted already (or taken from the import's cache):
+        return elem.value           # no need for Dataset.__getitem__'s checks
     try:
         elem = ds[tag]
     except KeyError:
