@@ -36,7 +36,7 @@ def test_testdata_read_through_the_cache_equals_plain_reads() -> None:
     blobs = [p.read_bytes() for p in INSTANCES]
     cache = ValueCache()
     hits = 0
-    for rounds in range(2):   # the second round reads every value from the first's cache
+    for _round in range(2):   # the second round reads every value from the first's cache
         for data in blobs:
             try:
                 plain = header_of(data)
