@@ -28,9 +28,10 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from mediasvc.durable import syncfs
 
@@ -69,6 +70,7 @@ def prepare(root: Path) -> None:
     (root / TMP).mkdir(parents=True, exist_ok=True)
 
 
+T = TypeVar("T")
 WAIT_FOR_WRITER = 60.0   # seconds: another process writing the same content must finish by then
 
 
@@ -93,11 +95,7 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
     final = root / object_relpath(checksum)
     if link_from is not None:
         try:
-            try:
-                os.link(link_from, final)
-            except FileNotFoundError:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(link_from, final)
+            _in_folder(final, lambda: os.link(link_from, final))
             return True
         except FileExistsError:
             return _wait_complete(root, data, checksum)
@@ -105,13 +103,9 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
                                  errno.EMLINK):
                 raise
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
-        try:
-            fd = os.open(final, flags, 0o644)
-        except FileNotFoundError:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(final, flags, 0o644)
+        fd = _in_folder(final, lambda: os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                                0o644))
     except FileExistsError:
         return _wait_complete(root, data, checksum)
     try:
@@ -126,6 +120,15 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
             os.unlink(final)   # ours and incomplete: nobody may find it
         raise
     return True
+
+
+def _in_folder(final: Path, create: Callable[[], T]) -> T:
+    """``create()`` a name in its objects/ab/ folder, making the folder on first use."""
+    try:
+        return create()
+    except FileNotFoundError:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return create()
 
 
 def _wait_complete(root: Path, data: bytes | memoryview, checksum: str) -> bool:
@@ -171,7 +174,8 @@ def _fsync_path(path: Path) -> None:
 
 
 def clear_tmp(root: Path) -> int:
-    """Remove leftovers of killed writes under tmp/ (never referenced by a row). Count them."""
+    """Remove what killed imports left under tmp/ (extracted images; never referenced by a
+    row). Count the entries removed."""
     n = 0
     tmp = root / TMP
     if not tmp.is_dir():

@@ -38,7 +38,6 @@ from typing import Any
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -49,7 +48,7 @@ from mediasvc.store.index import INDEX, NewInstance, Store
 from mediasvc.store.mds import extract_instance
 from mediasvc.store.mds_def import load_definition
 from mediasvc.store.reconcile import Reconciler
-from mediasvc.store.valuecache import ValueCache
+from mediasvc.store.valuecache import ValueCache, element
 
 log = logging.getLogger(__name__)
 
@@ -554,20 +553,12 @@ def _truncated(ds: Dataset, tail: int) -> str:
 
 
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
-_TAGS = {kw: int(tag_for_keyword(kw) or 0) for kw in (
-    "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex",
-    "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
-    "StudyDescription", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-    "BodyPartExamined", "SOPInstanceUID", "SOPClassUID", "InstanceNumber")}
 
 
 def _get(ds: Dataset, keyword: str) -> Any:
-    """``ds.get(keyword)``, without Dataset.__getattr__'s keyword lookup for elements already
-    converted (most are, by the import's value cache)."""
-    elem = ds._dict.get(_TAGS[keyword])  # type: ignore[call-overload]
-    if type(elem) is DataElement:
-        return elem.value
-    return ds.get(keyword)
+    """``ds.get(keyword)``, through the value cache's fast path (valuecache.element)."""
+    elem = element(ds, int(tag_for_keyword(keyword) or 0))
+    return None if elem is None else elem.value
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -39,6 +38,7 @@ from mediasvc.store.mds_def import (
     TagPath,
     load_definition,
 )
+from mediasvc.store.valuecache import element
 
 __all__ = ["extract_instance", "load_definition", "MdsDefinition"]
 
@@ -60,17 +60,12 @@ def _element_value(ds: Dataset, step: Step) -> Any:
     # third of the extraction time), and most tags of the definition are absent.
     if tag is None:
         return _NOTHING
-    elem = ds._dict.get(tag)  # type: ignore[call-overload]
-    if elem is None:
-        return _NOTHING
-    if type(elem) is DataElement:   # converted already (or taken from the import's cache):
-        return elem.value           # no need for Dataset.__getitem__'s checks
     try:
-        elem = ds[tag]
-    except KeyError:
-        return _NOTHING
+        elem = element(ds, tag)
     except Exception as exc:  # pydicom failing to decode a raw element: not a value
         log.debug("MDS: element %08X unreadable: %s", step.tag, exc)
+        return _NOTHING
+    if elem is None:
         return _NOTHING
     return elem.value
 

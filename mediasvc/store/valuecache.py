@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 _VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
@@ -64,3 +64,13 @@ class ValueCache:
             elem = elements.get(tag)  # type: ignore[call-overload]
             if elem is not None and type(elem) is not RawDataElement:
                 self._values[key] = elem
+
+
+def element(ds: Dataset, tag: int) -> DataElement | None:
+    """``ds[tag]``, or None when absent. An element converted already (most are, seeded from
+    the cache) is taken straight from the data set's dict, without Dataset.__getitem__'s
+    checks; a raw one is converted by pydicom (which may raise on a damaged value)."""
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None or type(elem) is DataElement:
+        return elem
+    return ds[tag]
