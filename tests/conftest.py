@@ -6,8 +6,10 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -88,3 +90,20 @@ def dcmmkdir_media(corpus: Path, media: Path) -> Path:
     res = run(["dcmmkdir", "+r", "DICOM"], cwd=media)
     assert res.returncode == 0, res.stderr
     return media
+
+
+def stop_pid(pid: int, grace: float = 20.0) -> None:
+    """SIGTERM a peer started detached (not our child), wait up to `grace` s, then SIGKILL.
+
+    The peer may exit at any moment between the checks (Orthanc takes seconds to close its
+    index on a loaded machine), so every signal tolerates a process that is already gone.
+    """
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return

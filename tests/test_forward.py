@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +21,7 @@ from mediasvc.store.forward import Destination
 from mediasvc.store.index import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import SHARED, mediasvc  # noqa: E402
+from conftest import SHARED, mediasvc, stop_pid  # noqa: E402
 
 DPORT, HPORT = 44101, 48101
 DOWN_DPORT, DOWN_HPORT = 44102, 48102   # started only once the test says the PACS is back
@@ -53,15 +51,7 @@ def running_orthanc(work: Path, dport: int, hport: int) -> Iterator[str]:
                 time.sleep(0.3)
         yield f"ORTHANC@127.0.0.1:{dport}"
     finally:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import SHARED, make_corpus, mediasvc, run
+from conftest import SHARED, make_corpus, mediasvc, run, stop_pid
 from test_service_support import (
     Service,
     drop_file_atomically,
@@ -45,20 +44,6 @@ def _dcmprscp(work: Path, port: int) -> subprocess.Popen[bytes] | int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def _stop_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def printer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if shutil.which("dcmprscp") is None:
@@ -68,7 +53,7 @@ def printer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert isinstance(pid, int)
     time.sleep(0.5)
     yield work / "database"
-    _stop_pid(pid)
+    stop_pid(pid)
 
 
 PRINTERS = f"""
