@@ -399,3 +399,35 @@ def test_progress_bar_on_a_terminal() -> None:
     bar(1, 1)
     bar.close()
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("where", ["long header", "no pixel data"])
+def test_header_longer_than_the_first_parse(small_corpus: Path, tmp_path: Path,
+                                            where: str) -> None:
+    """The importer parses a file's first HEAD bytes, then the whole file when the header
+    may go on past them: a 100 KB comment before Rows/Columns, or a file with no pixel data
+    at all, gives the same header as pydicom reading the whole file, and the truncation check
+    still sees the pixel data."""
+    from mediasvc.store import importer
+
+    ds = pydicom.dcmread(sorted(small_corpus.rglob("*.dcm"))[0])
+    ds.ImageComments = "x" * (importer.HEAD + 40_000)   # (0020,4000): before (0028,xxxx)
+    if where == "no pixel data":
+        del ds.PixelData
+    path = tmp_path / "f.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = memoryview(path.read_bytes())
+    parsed, end = importer._parse_header(data)
+    whole = pydicom.dcmread(path, stop_before_pixels=True)
+    assert [e.tag for e in parsed] == [e.tag for e in whole]
+    assert parsed.ImageComments == whole.ImageComments   # (as UN: too long for LT's 16 bits)
+    if where == "long header":
+        assert parsed.Rows == ds.Rows
+        assert importer._truncated(parsed, len(data) - end) == ""
+        assert "truncated" in importer._truncated(parsed, len(data) - end - 100)
+    else:
+        assert end == len(data)
+    with Store.open(tmp_path / "store") as st:
+        rep = import_media(st, tmp_path)
+        assert [o.status for o in rep.outcomes] == ["imported"]
+        assert st.count_instances() == 1

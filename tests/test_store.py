@@ -173,3 +173,60 @@ def test_write_object_waits_for_a_writer_of_the_same_content(tmp_path: Path) -> 
     new = b"new content"
     assert files.write_object(tmp_path, new, hashlib.sha256(new).hexdigest()) is True
     assert (tmp_path / files.object_relpath(hashlib.sha256(new).hexdigest())).read_bytes() == new
+
+
+def _fs_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (the longest mount point above it)."""
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount, fstype = line.split()[1:3]
+        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best):
+            best, kind = mount, fstype
+    return kind
+
+
+def _resident_pages(path: Path) -> int:
+    """How many pages of ``path`` are in the page cache (mincore(2) on a mapping of it)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+        assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
+        resident = sum(v & 1 for v in vec)
+        del addr
+    return resident
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, files.DIRECT_MIN - 1, files.DIRECT_MIN,
+                                  files.DIRECT_MIN + 1234, (3 << 20) + 7])
+def test_read_buffer_and_direct_writes_keep_every_byte(tmp_path: Path, size: int) -> None:
+    """A file read into the aligned buffer and written to its content address, by direct I/O
+    for the whole blocks of a large content, through the page cache for the rest: the same
+    bytes and size, whatever the size (the buffer grows past its first 2 MiB), and a large
+    content leaves at most its last block in the page cache."""
+    data = os.urandom(size)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    buf = files.ReadBuffer()
+    view = buf.read(src)
+    assert bytes(view) == data
+    digest = hashlib.sha256(view).hexdigest()
+    assert files.write_object(tmp_path, view, digest) is True
+    stored = tmp_path / files.object_relpath(digest)
+    assert stored.stat().st_size == size
+    if size >= files.DIRECT_MIN:
+        assert files._is_aligned(view)
+        if _fs_type(tmp_path) != "tmpfs":   # tmpfs: the page cache is the file
+            assert _resident_pages(stored) <= 1, "the whole blocks went through the page cache"
+    assert stored.read_bytes() == data
+    # The same bytes from an ordinary (unaligned, read-only) buffer: through the page cache.
+    assert not files._is_aligned(memoryview(data)) or size == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    assert files.write_object(other, data, digest) is True
+    assert (other / files.object_relpath(digest)).read_bytes() == data

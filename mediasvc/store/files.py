@@ -12,6 +12,15 @@ without trusting the UID), (3) a consistency check needs no extra bookkeeping (r
 compare to the name), and (4) writing a content again after a crash is idempotent. Browsing
 by patient/study is the index's job (`mediasvc store list`), not the directory tree's.
 
+Writing: large contents go to the disk by direct I/O (O_DIRECT) from a page-aligned buffer
+the file was read into (:class:`ReadBuffer`), not through the page cache. An import writes
+gigabytes that nobody reads back soon; through the page cache each of them is copied once
+more, into page-cache pages the kernel must first find and clear (and then write back), and
+it pushes out what the host had cached. Measured on this project's machine, 1,000 files of
+512 KB: buffered write(2) 1.2-2.5 s of system time, direct 0.2 s, the device taking 1.8-2.2
+GB/s. The data still counts as durable only after the batch's syncfs (metadata, and the
+device's write cache).
+
 Crash safety (a SIGKILL or power cut at any moment): bytes are written at their final name
 (:func:`write_object`); a batch of such files is made durable, contents and names, by one
 syncfs; only then are the batch's index rows committed (see index.py). So a row never points
@@ -23,8 +32,11 @@ removes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import hashlib
+import mmap
 import os
 import shutil
 import time
@@ -70,6 +82,75 @@ def prepare(root: Path) -> None:
     (root / TMP).mkdir(parents=True, exist_ok=True)
 
 
+ALIGN = 4096           # direct I/O: memory, file offset and length multiples of this
+DIRECT_MIN = 64 << 10  # smaller contents: written through the page cache (one block or two
+                       # waiting for the device cost more than the copy saves)
+
+
+class ReadBuffer:
+    """One page-aligned buffer (an anonymous mmap) that a process reads every file into: no
+    new allocation per file, and memory direct I/O can write from (:func:`write_object`)."""
+
+    def __init__(self, size: int = 2 << 20) -> None:
+        self._mm = _anonymous(size)
+
+    def read(self, path: str | Path) -> memoryview:
+        """The whole content of ``path``, valid until the next read (OSError as open/read)."""
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size + 1 > len(self._mm):   # + 1: end of file seen without another resize
+                self._grow(size + 1)
+            n = 0
+            while True:
+                got = fh.readinto(memoryview(self._mm)[n:])
+                if not got:
+                    return memoryview(self._mm)[:n]
+                n += got
+                if n == len(self._mm):   # grew while read
+                    self._grow(2 * n)
+
+    def _grow(self, size: int) -> None:
+        bigger = _anonymous((size + ALIGN - 1) // ALIGN * ALIGN)
+        bigger[: len(self._mm)] = self._mm
+        self._mm = bigger   # views of the old one keep it alive until they go
+
+
+def _anonymous(size: int) -> mmap.mmap:
+    # MAP_PRIVATE: Python's default for mmap(-1) is MAP_SHARED, which a fork would share
+    # between the import's worker processes, each reading its files into the same memory.
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
+def _is_aligned(view: memoryview) -> bool:
+    """Direct I/O needs memory aligned to ALIGN: a ReadBuffer's, not a bytes object's."""
+    if view.readonly:   # ctypes takes the address of writable buffers only
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) % ALIGN == 0
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write ``data`` from offset 0: the whole blocks by direct I/O when the memory allows it,
+    the rest (a last part block, or everything where the file system refuses O_DIRECT:
+    EINVAL, as tmpfs before Linux 6.6) through the page cache. The size only grows, and
+    reaches len(data) with the last write (write_object's waiters rely on it)."""
+    view = memoryview(data).cast("B")
+    done = 0
+    head = len(view) // ALIGN * ALIGN
+    if len(view) >= DIRECT_MIN and _is_aligned(view):
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+            while done < head:
+                done += os.pwrite(fd, view[done:head], done)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], done)
+
+
 T = TypeVar("T")
 WAIT_FOR_WRITER = 60.0   # seconds: another process writing the same content must finish by then
 
@@ -85,8 +166,9 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
     durable no row names it, so a kill mid-write leaves an orphan that recovery removes
     (index.py); a write that fails removes its file at once. Two files of a medium with the
     same bytes, read by two workers: the second finds the name taken and waits until the
-    first has written the whole size (one write(2) fills the file from its start, so the full
-    size means the full content) before its row may name the file.
+    first has written the whole size (the file is filled from its start, in order, so the
+    full size means the full content) before its row may name the file. ``data`` in a
+    :class:`ReadBuffer` is written by direct I/O (module docstring).
 
     ``link_from``: a complete file holding ``data`` on the store's file system that nobody else
     uses (an ISO image extracted under tmp/): it gets the final name as a second link, and
@@ -110,9 +192,7 @@ def write_object(root: Path, data: bytes | memoryview, checksum: str,
         return _wait_complete(root, data, checksum)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
     except BaseException:

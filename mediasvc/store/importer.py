@@ -371,16 +371,12 @@ def examine(path: str, root: Path, link: bool = False) -> Examined:
     by a hard link to ``path``, a file of an extracted image, instead of a copy)."""
     ex = Examined(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = _READ.read(path)
     except OSError as exc:
         ex.status, ex.reason = UNREADABLE, f"read error: {exc.strerror or exc}"
         return ex
-    buf = io.BytesIO(data)
     try:
-        # The header only: the pixel data stays in ``data`` (parsing it would copy it, for
-        # nothing: pydicom does not check its length either, _truncated() does).
-        ds = pydicom.dcmread(buf, stop_before_pixels=True)
+        ds, header_end = _parse_header(data)
     except InvalidDicomError as exc:
         ex.status, ex.reason = REJECTED, f"not a DICOM file: {exc}"
         return ex
@@ -388,7 +384,7 @@ def examine(path: str, root: Path, link: bool = False) -> Examined:
         ex.status, ex.reason = REJECTED, f"cannot be parsed: {type(exc).__name__}: {exc}"
         return ex
     misses = _VALUES.seed(ds)
-    ex.reason = _unusable(ds) or _truncated(ds, len(data) - buf.tell())
+    ex.reason = _unusable(ds) or _truncated(ds, len(data) - header_end)
     if ex.reason:
         ex.status = REJECTED
         return ex
@@ -402,6 +398,26 @@ def examine(path: str, root: Path, link: bool = False) -> Examined:
         ex.mds = _extract_mds(ds, path)
     _VALUES.learn(ds, misses)
     return ex
+
+
+_READ = files.ReadBuffer()   # per process: every file is read into it (files.write_object)
+HEAD = 64 << 10              # bytes parsed first: the header of most images ends well before
+
+
+def _parse_header(data: memoryview) -> tuple[Dataset, int]:
+    """The header only (up to the Pixel Data element), and where it ends. Parsing the pixel
+    data would copy it for nothing (pydicom does not check its length either, _truncated()
+    does); so is handing pydicom the whole file: it is parsed from a copy of its first HEAD
+    bytes, and again from the whole file only when the header may go on past them (no pixel
+    data before HEAD: a long header, or no pixel data at all) or the cut made it fail."""
+    if len(data) > HEAD:
+        buf = io.BytesIO(bytes(data[:HEAD]))
+        with contextlib.suppress(Exception):
+            ds = pydicom.dcmread(buf, stop_before_pixels=True)
+            if buf.tell() < HEAD:   # stopped at the Pixel Data element, inside the head
+                return ds, buf.tell()
+    buf = io.BytesIO(bytes(data))
+    return pydicom.dcmread(buf, stop_before_pixels=True), buf.tell()
 
 
 def examine_many(paths: list[str], root: Path, link: bool = False) -> list[Examined]:
