@@ -4,8 +4,9 @@
    DICOMDIR written by DCMTK dcmmkdir (a file-set as it comes on a disc). Measured: `cp -r`
    of the tree, `cp -r` followed by `sync` (the same durability the store gives), and
    `mediasvc import` into an empty store (a real process, MDS extraction included), and the
-   floor (FLOOR below: read, SHA-256, create, write, nothing else), each repeated, in rotated
-   order, best and median kept; ratios are throughput import / throughput cp.
+   floor (FLOOR below: read, SHA-256, create, write, nothing else) and the hashing alone
+   (HASH), each repeated, in rotated order, each run from the same settled start (settle),
+   best and median kept; ratios are throughput import / throughput cp.
 2. 10,000 small instances (64x64) with a DICOMDIR: instances per second of `mediasvc import`.
 
 Run by hand (it writes several GB under the work folder and takes minutes):
@@ -52,7 +53,6 @@ def tree_bytes(tree: Path) -> int:
 
 
 def timed(cmd: list[str], *, after: list[str] | None = None) -> float:
-    subprocess.run(["sync"], check=True)   # start each run without others' dirty pages
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     if after:
@@ -85,15 +85,49 @@ if __name__ == '__main__':
 """
 
 
-# Why the outputs of every run are kept until the end (it takes a few GB more): on ext4
-# without a journal (this machine's root file system), creating a file skips every free inode
-# of its group deleted in the last 5 s, or 305 s once the inode table block is dirty again
-# (fs/ext4/ialloc.c, recently_deleted()), one cached block lookup each. After a 2,000-file
-# tree was deleted, each create in those groups scans past its inodes: measured with perf,
-# 20-25 % of a copy's CPU time was recently_deleted(), and the file creates of whichever
-# contender ran next cost 10-40x more. A store does not import right after deleting
-# thousands of files, and the contenders must not pay for each other's deletes.
-FRESH_DELETES = 305
+# Every run starts alike (settle): the previous outputs deleted, everything written back,
+# the page cache dropped, the source read back into it. Without that, this machine (a VM on
+# ext4 without a journal) gives the same cp -r anywhere from 0.4 to 2.8 s:
+# - a new page-cache page costs little when it reuses memory freed a moment ago, and a host
+#   page fault when the VM handed that memory back to its host (free page reporting): cp -r
+#   after a big delete ran at 2.2 GB/s, after other runs had filled memory at 0.4 GB/s;
+# - creating a file skips every free inode of its group deleted in the last 5 s, or 305 s
+#   once the inode table block is dirty again, while that block is cached (fs/ext4/ialloc.c,
+#   recently_deleted()): after a 2,000-file delete, 20-25 % of a copy's CPU time went there
+#   (perf). Dropping the page cache after the delete removes both effects.
+# Settled runs are the case most favourable to cp -r (a page-cache copy at memory speed),
+# the one a bare-metal host sees.
+def settle(tree: Path, outputs: list[Path], keep: tuple[Path, ...] = ()) -> None:
+    for dest in outputs:
+        if dest not in keep:
+            shutil.rmtree(dest, ignore_errors=True)
+    outputs[:] = [d for d in outputs if d in keep]
+    subprocess.run(["sync"], check=True)
+    if os.geteuid() == 0:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    else:
+        print("  (not root: page cache not dropped; figures depend on the memory state)")
+    subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())], stdout=subprocess.DEVNULL,
+                   check=True)   # the source in the page cache for every contender alike
+    # ... and the programs: cp is in the cache after one run, mediasvc's Python modules
+    # (pydicom, numpy: 0.3 s to import warm, seconds cold) are on a host in use.
+    subprocess.run([sys.executable, "-c", "import mediasvc.cli.import_, multiprocessing.pool"],
+                   check=True)
+
+
+# Reading every byte and hashing it with SHA-256, in as many processes as there are CPUs:
+# what any import that checksums every instance (the issue asks for a checksum) does at least.
+HASH = """
+import hashlib, os, sys
+from multiprocessing import Pool
+from pathlib import Path
+def one(p):
+    hashlib.sha256(open(p, 'rb').read()).digest()
+if __name__ == '__main__':
+    with Pool(os.cpu_count()) as pool:
+        pool.map(one, [str(p) for p in Path(sys.argv[1]).rglob('*') if p.is_file()],
+                 chunksize=16)
+"""
 
 
 def import_cmd(tree: Path, store: Path) -> list[str]:
@@ -107,19 +141,22 @@ def bench_big(work: Path, repeat: int, outputs: list[Path]) -> None:
     size = tree_bytes(tree)
     n = len(list((tree / "DICOM").iterdir()))
     print(f"big tree: {n} instances, {size / 1e9:.2f} GB")
-    subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())], stdout=subprocess.DEVNULL,
-                   check=True)   # warm the page cache for every contender alike
     cp: list[float] = []
     cp_sync: list[float] = []
     imp: list[float] = []
     floor: list[float] = []
-    contenders = [("cp", cp), ("cp+sync", cp_sync), ("import", imp), ("floor", floor)]
+    hashing: list[float] = []
+    contenders = [("cp", cp), ("cp+sync", cp_sync), ("import", imp), ("floor", floor),
+                  ("hash", hashing)]
     for r in range(repeat):
-        # Rotate the order: whoever runs after a big delete or write-back is not always the same.
+        # Rotate the order as well: whatever settle leaves, it is not always the same one's.
         k = r % len(contenders)
         for name, runs in contenders[k:] + contenders[:k]:
             dest = work / f"out-{name}-{r}"
-            if name == "cp":
+            settle(tree, outputs)
+            if name == "hash":
+                runs.append(timed([sys.executable, "-c", HASH, str(tree)]))
+            elif name == "cp":
                 runs.append(timed(["cp", "-r", str(tree), str(dest)]))
             elif name == "cp+sync":
                 runs.append(timed(["cp", "-r", str(tree), str(dest)], after=["sync"]))
@@ -127,7 +164,7 @@ def bench_big(work: Path, repeat: int, outputs: list[Path]) -> None:
                 runs.append(timed([sys.executable, "-c", FLOOR, str(tree), str(dest)]))
             else:
                 runs.append(timed(import_cmd(tree, dest)))
-            outputs.append(dest)   # removed at the end, see FRESH_DELETES
+            outputs.append(dest)
             print(f"  run {r + 1}: {name:8s} {runs[-1]:6.2f} s  "
                   f"{size / runs[-1] / 1e6:7.1f} MB/s", flush=True)
     for label, ref in (("cp -r", cp), ("cp -r && sync", cp_sync)):
@@ -138,6 +175,8 @@ def bench_big(work: Path, repeat: int, outputs: list[Path]) -> None:
           f"throughput: best {min(cp) / min(floor):.2f}x, median "
           f"{statistics.median(cp) / statistics.median(floor):.2f}x; import / floor: median "
           f"{statistics.median(floor) / statistics.median(imp):.2f}x")
+    print(f"hash (read + SHA-256 only, {os.cpu_count()} processes) / cp -r throughput: median "
+          f"{statistics.median(cp) / statistics.median(hashing):.2f}x")
     print(f"import: {n / min(imp):.0f} instances/s, {size / min(imp) / 1e6:.0f} MB/s (best)")
 
 
@@ -146,16 +185,15 @@ def bench_small(work: Path, outputs: list[Path]) -> None:
                      "--images", "100", "--rows", "64", "--cols", "64")
     n = len(list((tree / "DICOM").iterdir()))
     store = work / "small-store"
-    if store.exists():
-        shutil.rmtree(store)
-        print(f"  removed an old store: waiting {FRESH_DELETES} s (see FRESH_DELETES)")
-        time.sleep(FRESH_DELETES)
+    shutil.rmtree(store, ignore_errors=True)
+    settle(tree, outputs)
     seconds = timed(import_cmd(tree, store))
     print(f"small: {n} instances of 64x64 with MDS in {seconds:.1f} s: "
           f"{n / seconds:.0f} instances/s")
+    outputs.append(store)
+    settle(tree, outputs, keep=(store,))
     again = timed(import_cmd(tree, store))
     print(f"small, second import (all duplicates): {n / again:.0f} instances/s")
-    outputs.append(store)
 
 
 def main() -> None:
@@ -169,7 +207,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder {work}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
-    outputs: list[Path] = []   # deleted only when every run is over (FRESH_DELETES)
+    outputs: list[Path] = []   # deleted before the next run (settle) or at the end
     try:
         if not args.skip_big:
             bench_big(work, args.repeat, outputs)

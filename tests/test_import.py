@@ -431,3 +431,55 @@ def test_header_longer_than_the_first_parse(small_corpus: Path, tmp_path: Path,
         rep = import_media(st, tmp_path)
         assert [o.status for o in rep.outcomes] == ["imported"]
         assert st.count_instances() == 1
+
+
+def test_files_read_early_and_not_referenced_leave_nothing(tmp_path: Path) -> None:
+    """Files that look like File IDs are read while the DICOMDIR is parsed. Those it does not
+    reference (other instances; byte-identical copies of referenced ones) are neither
+    imported nor left in the store: every file under objects/ has its row."""
+    src = make_corpus(tmp_path / "src", "--patients", "1", "--studies", "1", "--series", "4",
+                      "--images", "20", "--rows", "16", "--cols", "16")
+    medium = dcmmkdir_fileset(src, tmp_path / "medium")
+    other = make_corpus(tmp_path / "other", "--patients", "1", "--studies", "1", "--series",
+                        "2", "--images", "20", "--rows", "16", "--cols", "16")
+    for n, f in enumerate(sorted(other.rglob("*.dcm"))):
+        shutil.copyfile(f, medium / "DICOM" / f"AX{n}")   # read first
+    for n in range(1, 81, 4):   # same bytes as a referenced file, under another name
+        shutil.copyfile(medium / "DICOM" / f"IM{n}", medium / "DICOM" / f"COPY{n}")
+    code, rep = import_json(medium, tmp_path / "store")
+    assert rep["counts"]["imported"] == 80 and rep["complete"], rep["counts"]
+    assert not any("AX" in o["source"] or "COPY" in o["source"] for o in rep["instances"])
+    with Store.open(tmp_path / "store") as st:
+        rows = st.instances()
+        assert len(rows) == 80
+        on_disk = sorted(p for p in (tmp_path / "store" / "objects").rglob("*") if p.is_file())
+        assert on_disk == sorted(r.path for r in rows), "files without a row"
+        assert st.check() == []
+
+
+def test_examiner_removes_what_early_reads_stored_and_nobody_uses(tmp_path: Path) -> None:
+    """The examiner's side of the above, with the early reads certainly done before the
+    listing is asked for: the unreferenced files' copies are in the store until the import
+    drops them, and only theirs go."""
+    from mediasvc.store import importer
+
+    src = make_corpus(tmp_path / "src", "--patients", "1", "--studies", "1", "--series", "2",
+                      "--images", "40", "--rows", "16", "--cols", "16")
+    paths = [str(p) for p in sorted(src.rglob("*.dcm"))]
+    wanted, unwanted = paths[:50], paths[50:]
+    root = tmp_path / "store"
+    Store.open(root).close()
+    examiner = importer._Examiner(root, workers=2)
+    try:
+        examiner.start_early(unwanted + wanted)
+        for fut, _ in list(examiner.early.values()):
+            fut.result()   # every early read done, its copy stored
+        results = list(examiner.examine_all(wanted))
+        assert [r.path for r in results] == wanted and all(r.stored for r in results)
+        stored = {p.name[:-4] for p in (root / "objects").rglob("*.dcm")}
+        assert len(stored) == len(paths)
+        examiner.drop_unused({r.source_sum for r in results})
+    finally:
+        examiner.close()
+    assert {p.name[:-4] for p in (root / "objects").rglob("*.dcm")} == {
+        r.source_sum for r in results}
