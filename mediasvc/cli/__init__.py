@@ -23,6 +23,11 @@ from mediasvc import __version__
 from mediasvc.errors import ConfigError, MediasvcError, UsageError
 from mediasvc.log import setup_logging
 
+# numpy (imported by pydicom) starts one OpenBLAS thread per CPU, whose start-up spin took
+# 0.1 s of CPU here per command; mediasvc does no linear algebra. Set before anything imports
+# numpy; a site that wants otherwise sets the variable itself.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 # Subcommand modules, in the order `--help` lists them, with their one-line help: only the

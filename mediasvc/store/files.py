@@ -91,8 +91,11 @@ class ReadBuffer:
     """One page-aligned buffer (an anonymous mmap) that a process reads every file into: no
     new allocation per file, and memory direct I/O can write from (:func:`write_object`)."""
 
-    def __init__(self, size: int = 2 << 20) -> None:
-        self._mm = _anonymous(size)
+    SIZE = 2 << 20        # the usual size: a 512x512x2 image and then some
+    KEEP = 64 << 20       # grown past this for one big file: back to SIZE after it
+
+    def __init__(self) -> None:
+        self._mm = _anonymous(self.SIZE)
 
     def read(self, path: str | Path) -> memoryview:
         """The whole content of ``path``, valid until the next read (OSError as open/read)."""
@@ -100,6 +103,8 @@ class ReadBuffer:
             size = os.fstat(fh.fileno()).st_size
             if size + 1 > len(self._mm):   # + 1: end of file seen without another resize
                 self._grow(size + 1)
+            elif len(self._mm) > self.KEEP and size + 1 <= self.SIZE:
+                self._mm = _anonymous(self.SIZE)   # do not keep a huge file's memory
             n = 0
             while True:
                 got = fh.readinto(memoryview(self._mm)[n:])
