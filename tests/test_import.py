@@ -483,3 +483,28 @@ def test_examiner_removes_what_early_reads_stored_and_nobody_uses(tmp_path: Path
         examiner.close()
     assert {p.name[:-4] for p in (root / "objects").rglob("*.dcm")} == {
         r.source_sum for r in results}
+
+
+def test_early_candidates_are_plain_files_that_look_like_file_ids(tmp_path: Path) -> None:
+    """What is read before the DICOMDIR is parsed: regular files without a dot in the name,
+    none larger than EARLY_MAX_FILE; no DICOMDIR, no viewer or text files, no symbolic link
+    (to a file or a folder) followed, no FIFO opened; in name order."""
+    from mediasvc.store import importer
+
+    (tmp_path / "DICOM" / "ST1").mkdir(parents=True)
+    (tmp_path / "VIEWER").mkdir()
+    for rel in ("DICOMDIR", "README.TXT", "INDEX.HTM", "VIEWER/APP.EXE", "DICOM/ST1/IM2",
+                "DICOM/ST1/IM1", "DICOM/IM0"):
+        (tmp_path / rel).write_bytes(b"x")
+    with open(tmp_path / "DICOM" / "HUGE", "wb") as fh:   # sparse: no disk space taken
+        fh.truncate(importer.EARLY_MAX_FILE + 1)
+    (tmp_path / "DICOM" / "LINK").symlink_to(tmp_path / "DICOM" / "IM0")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "SECRET").write_bytes(b"x")
+    (tmp_path / "DICOM" / "OUT").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(tmp_path / "DICOM" / "FIFO")
+    found = importer._early_candidates(tmp_path, 100)
+    assert found == [str(tmp_path / "DICOM" / "IM0"), str(tmp_path / "DICOM" / "ST1" / "IM1"),
+                     str(tmp_path / "DICOM" / "ST1" / "IM2")]
+    assert importer._early_candidates(tmp_path, 2) == found[:2]

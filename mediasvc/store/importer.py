@@ -60,6 +60,8 @@ PARALLEL_MIN = 64          # fewer files than this: examined in-process (no work
 CHUNK = 8                  # files per worker task: fewer round trips between processes
 IN_FLIGHT = 6              # tasks read ahead by the workers (a bounded window: flat memory)
 EARLY = 512                # files read while the DICOMDIR is still being parsed (see _Examiner)
+EARLY_MAX_FILE = 32 << 20  # ... none larger (a big file nobody references: a long read
+EARLY_MAX_BYTES = 256 << 20  # from a slow disc), and not more than this in all
 
 IMPORTED, DUPLICATE, CONFLICT, REJECTED = "imported", "duplicate", "conflict", "rejected"
 MISSING, REFUSED, UNREADABLE = "missing", "refused", "unreadable"
@@ -453,9 +455,10 @@ def _early_candidates(root: Path, limit: int) -> list[str]:
     """Files the DICOMDIR will most likely reference, for reading while it is parsed: regular
     files (no symlink followed, no device or FIFO opened) whose name has no dot (PS3.10 8.2:
     a File ID component is upper-case letters, digits and underscores, so README.TXT, a
-    viewer's .EXE and .DLL files and DICOMDIR's neighbours in .HTM are left alone), not the
-    DICOMDIR itself; folders in name order, at most ``limit``."""
+    viewer's .EXE and .DLL files and INDEX.HTM are left alone), not the DICOMDIR itself, none
+    over EARLY_MAX_FILE; folders in name order, at most ``limit`` files and EARLY_MAX_BYTES."""
     found: list[str] = []
+    total = 0
     folders = [str(root)]
     while folders and len(found) < limit:
         try:
@@ -466,9 +469,17 @@ def _early_candidates(root: Path, limit: int) -> list[str]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 folders.append(entry.path)
-            elif (entry.is_file(follow_symlinks=False) and "." not in entry.name
-                  and entry.name.upper() != "DICOMDIR" and len(found) < limit):
+                continue
+            if (len(found) >= limit or "." in entry.name or entry.name.upper() == "DICOMDIR"
+                    or not entry.is_file(follow_symlinks=False)):
+                continue
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+            if size <= EARLY_MAX_FILE and total + size <= EARLY_MAX_BYTES:
                 found.append(entry.path)
+                total += size
     return found
 
 
