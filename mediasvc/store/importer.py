@@ -490,8 +490,8 @@ class _Examiner:
     Reading starts before the DICOMDIR is parsed (:meth:`start_early`): parsing a 2,000-record
     DICOMDIR takes a quarter of a second or more on one core, while the other core would
     wait. Files that look like File IDs are read meanwhile; :meth:`examine_all` then takes
-    the results of those the DICOMDIR does reference, and :meth:`leftovers` hands back the
-    others (their stored copies are the importer's to remove). The worker processes are forked
+    the results of those the DICOMDIR does reference, and :meth:`drop_unused` removes what
+    the others put into the store. The worker processes are forked
     once, at the first submit (fork: before the import starts any thread of its own;
     forkserver/spawn would re-run the caller's __main__, which a script may not allow).
     """
@@ -582,17 +582,6 @@ class _Examiner:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-
-
-def examine_all(paths: list[str], root: Path, workers: int | None = None,
-                lock_fd: int | None = None, link: bool = False
-                ) -> Generator[Examined, None, None]:
-    """``examine`` every path, in order (see _Examiner)."""
-    examiner = _Examiner(root, lock_fd=lock_fd, link=link, workers=workers)
-    try:
-        yield from examiner.examine_all(paths)
-    finally:
-        examiner.close()
 
 
 def _import_one(store: Store, ex: Examined, outcome: Outcome, batch: _Batch,
