@@ -11,7 +11,7 @@
 
 Run by hand (it writes several GB under the work folder and takes minutes):
     python bench/bench_import.py [--work DIR] [--repeat 3] [--skip-big] [--skip-small]
-                                 [--prefault]
+                                 [--prefault] [--cold]
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ if __name__ == '__main__':
 # helps cp -r much more than the import; both conditions are worth a look.
 PREFAULT = 3 << 30
 prefault = False
+# --cold: the source is not read back into the page cache after settling, as with a medium
+# just inserted: both read it from the disk.
+cold = False
 
 
 def settle(tree: Path, outputs: list[Path], keep: tuple[Path, ...] = ()) -> None:
@@ -115,8 +118,9 @@ def settle(tree: Path, outputs: list[Path], keep: tuple[Path, ...] = ()) -> None
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     else:
         print("  (not root: page cache not dropped; figures depend on the memory state)")
-    subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())], stdout=subprocess.DEVNULL,
-                   check=True)   # the source in the page cache for every contender alike
+    if not cold:   # the source in the page cache for every contender alike
+        subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())],
+                       stdout=subprocess.DEVNULL, check=True)
     # ... and the programs: cp is in the cache after one run, mediasvc's Python modules
     # (pydicom, numpy: 0.3 s to import warm, seconds cold) are on a host in use.
     subprocess.run([sys.executable, "-c", "import mediasvc.cli.import_, multiprocessing.pool"],
@@ -214,12 +218,15 @@ def main() -> None:
     ap.add_argument("--skip-small", action="store_true")
     ap.add_argument("--prefault", action="store_true",
                     help="memory as a bare-metal host gives it (see PREFAULT)")
+    ap.add_argument("--cold", action="store_true",
+                    help="source not in the page cache, as a medium just inserted")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-import-"))
     work.mkdir(parents=True, exist_ok=True)
-    global prefault
-    prefault = args.prefault
-    print(f"{'prefaulted' if prefault else 'settled'} runs; work folder {work}; "
+    global prefault, cold
+    prefault, cold = args.prefault, args.cold
+    print(f"{'prefaulted' if prefault else 'settled'}{', cold' if cold else ''} runs; "
+          f"work folder {work}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     outputs: list[Path] = []   # deleted before the next run (settle) or at the end
     try:
