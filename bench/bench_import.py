@@ -11,7 +11,7 @@
 
 Run by hand (it writes several GB under the work folder and takes minutes):
     python bench/bench_import.py [--work DIR] [--repeat 3] [--skip-big] [--skip-small]
-                                 [--prefault] [--cold]
+                                 [--prefault] [--cold] [--medium-mbps N]
 """
 
 from __future__ import annotations
@@ -53,9 +53,29 @@ def tree_bytes(tree: Path) -> int:
     return sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
 
 
+# --medium-mbps N: every contender reads the disk at no more than N MB/s (cgroup v1 blkio
+# throttle on the device holding the tree; root only), as from a USB stick or an optical
+# drive (CD 52x: about 7.8 MB/s, DVD 16x: about 22 MB/s). With --cold, the time of reading the
+# medium then decides, as it does at a burner host's front desk.
+SLOW_CGROUP = Path("/sys/fs/cgroup/blkio/mediasvc-bench-medium")
+medium_mbps = 0
+
+
+def limit_reads(tree: Path, mbps: int) -> None:
+    dev = os.stat(tree).st_dev
+    SLOW_CGROUP.mkdir(exist_ok=True)
+    (SLOW_CGROUP / "blkio.throttle.read_bps_device").write_text(
+        f"{os.major(dev)}:{os.minor(dev)} {mbps * 1_000_000}\n")
+
+
+def _join_slow_cgroup() -> None:
+    (SLOW_CGROUP / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+
 def timed(cmd: list[str], *, after: list[str] | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                   preexec_fn=_join_slow_cgroup if medium_mbps else None)
     if after:
         subprocess.run(after, check=True)
     return time.perf_counter() - t0
@@ -153,6 +173,8 @@ def bench_big(work: Path, repeat: int, outputs: list[Path]) -> None:
     tree = make_tree(work, "big", "--patients", "4", "--studies", "1", "--series", "5",
                      "--images", "100", "--rows", "512", "--cols", "512")
     size = tree_bytes(tree)
+    if medium_mbps:
+        limit_reads(tree, medium_mbps)
     n = len(list((tree / "DICOM").iterdir()))
     print(f"big tree: {n} instances, {size / 1e9:.2f} GB")
     cp: list[float] = []
@@ -220,12 +242,15 @@ def main() -> None:
                     help="memory as a bare-metal host gives it (see PREFAULT)")
     ap.add_argument("--cold", action="store_true",
                     help="source not in the page cache, as a medium just inserted")
+    ap.add_argument("--medium-mbps", type=int, default=0,
+                    help="reads limited to this many MB/s (see SLOW_CGROUP; use with --cold)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-import-"))
     work.mkdir(parents=True, exist_ok=True)
-    global prefault, cold
-    prefault, cold = args.prefault, args.cold
-    print(f"{'prefaulted' if prefault else 'settled'}{', cold' if cold else ''} runs; "
+    global prefault, cold, medium_mbps
+    prefault, cold, medium_mbps = args.prefault, args.cold, args.medium_mbps
+    print(f"{'prefaulted' if prefault else 'settled'}{', cold' if cold else ''}"
+          f"{f', medium {medium_mbps} MB/s' if medium_mbps else ''} runs; "
           f"work folder {work}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     outputs: list[Path] = []   # deleted before the next run (settle) or at the end
