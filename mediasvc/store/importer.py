@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Generator
@@ -41,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from mediasvc.errors import FileSetError, InputError
-from mediasvc.fileset.reader import DirRecord, read_fileset
+from mediasvc.fileset.reader import DirRecord, read_fileset, walk_regular_files
 from mediasvc.store import files, isoread
 from mediasvc.store.index import INDEX, NewInstance, Store
 from mediasvc.store.mds import extract_instance
@@ -452,34 +453,28 @@ def _worker_init(lock_fd: int | None) -> None:
 
 
 def _early_candidates(root: Path, limit: int) -> list[str]:
-    """Files the DICOMDIR will most likely reference, for reading while it is parsed: regular
-    files (no symlink followed, no device or FIFO opened) whose name has no dot (PS3.10 8.2:
-    a File ID component is upper-case letters, digits and underscores, so README.TXT, a
-    viewer's .EXE and .DLL files and INDEX.HTM are left alone), not the DICOMDIR itself, none
-    over EARLY_MAX_FILE; folders in name order, at most ``limit`` files and EARLY_MAX_BYTES."""
+    """Files the DICOMDIR will most likely reference, for reading while it is parsed: the
+    reader's safe walk (fileset/reader.walk_regular_files: regular files only, no FIFO or
+    device opened, no folder link descended), less symbolic links, files whose name has a dot
+    (PS3.10 8.2: a File ID component is upper-case letters, digits and underscores, so
+    README.TXT, a viewer's .EXE and .DLL files and INDEX.HTM are left alone), the DICOMDIR
+    itself and files over EARLY_MAX_FILE; in walk order, at most ``limit`` files and
+    EARLY_MAX_BYTES."""
     found: list[str] = []
     total = 0
-    folders = [str(root)]
-    while folders and len(found) < limit:
+    for path, refused in walk_regular_files(root):
+        if len(found) >= limit:
+            break
+        if refused or "." in path.name or path.name.upper() == "DICOMDIR":
+            continue
         try:
-            with os.scandir(folders.pop(0)) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            st = os.lstat(path)
         except OSError:
             continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry.path)
-                continue
-            if (len(found) >= limit or "." in entry.name or entry.name.upper() == "DICOMDIR"
-                    or not entry.is_file(follow_symlinks=False)):
-                continue
-            try:
-                size = entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue
-            if size <= EARLY_MAX_FILE and total + size <= EARLY_MAX_BYTES:
-                found.append(entry.path)
-                total += size
+        if (stat.S_ISREG(st.st_mode) and st.st_size <= EARLY_MAX_FILE
+                and total + st.st_size <= EARLY_MAX_BYTES):
+            found.append(str(path))
+            total += st.st_size
     return found
 
 
