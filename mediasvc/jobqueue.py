@@ -158,6 +158,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority, id);
+-- Listings newest first, filtered by state or kind (the web console pages through them).
+CREATE INDEX IF NOT EXISTS jobs_by_state_id ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_kind_id ON jobs (kind, id);
 CREATE TABLE IF NOT EXISTS events (
     job_id INTEGER NOT NULL REFERENCES jobs (id),
     at REAL NOT NULL,
@@ -165,6 +168,16 @@ CREATE TABLE IF NOT EXISTS events (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, at);
+-- The last word of each device a job talked to (a printer's N-GET / N-EVENT-REPORT status, a
+-- burner's last burn), by resource name ("printer:NAME", "burner:TARGET"), for the console.
+CREATE TABLE IF NOT EXISTS devices (
+    resource TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    events TEXT NOT NULL DEFAULT '[]',
+    job_id INTEGER,
+    at REAL NOT NULL
+);
 """
 
 
@@ -503,8 +516,12 @@ class JobQueue:
         return None if row is None else _job(row)
 
     def list_jobs(self, states: Iterable[State | str] | None = None, *, kind: str | None = None,
-             limit: int | None = None) -> list[Job]:
-        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+                  limit: int | None = None, before: int | None = None) -> list[Job]:
+        """Jobs newest first; ``before``: only ids below it (the next page of a listing)."""
+        sql, params = "SELECT * FROM jobs WHERE 1=1", list[Any]()
+        if before is not None:
+            sql += " AND id < ?"
+            params.append(int(before))
         if states is not None:
             st = [State(s).value for s in states]
             sql += f" AND state IN ({','.join('?' * len(st))})"
@@ -532,6 +549,22 @@ class JobQueue:
             row = db.execute("SELECT MIN(not_before) FROM jobs WHERE state IN (?, ?)",
                              _CLAIMABLE).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+    # -- devices ------------------------------------------------------------------------------
+    def set_device(self, resource: str, state: str, detail: str = "", *,
+                   events: Iterable[str] = (), job_id: int | None = None) -> None:
+        """Record the last status a job saw of a device (replacing the previous one)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?)",
+                       (resource, state, detail, json.dumps(list(events)), job_id, time.time()))
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        """The last recorded status of every device, by resource name."""
+        with self._read() as db:
+            return {r["resource"]: {"state": r["state"], "detail": r["detail"],
+                                    "events": json.loads(r["events"]), "job": r["job_id"],
+                                    "at": r["at"]}
+                    for r in db.execute("SELECT * FROM devices")}
 
     def history(self, job_id: int) -> list[Event]:
         with self._read() as db:

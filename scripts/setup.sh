@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything mediasvc and its tests need on a fresh Debian machine (run as root or
 # with sudo): the real peers from Debian (DCMTK, dicom3tools, xorriso, genisoimage's isoinfo,
-# Orthanc, systemd-analyze) and the Python package with its test tools.
+# Orthanc, systemd-analyze, Chromium and its WebDriver for the console's browser test) and the
+# Python package with its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="dcmtk dicom3tools xorriso genisoimage orthanc systemd"
+PKGS="dcmtk dicom3tools xorriso genisoimage orthanc systemd chromium chromium-driver"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_config(path: Path, *, settle: float = 0.4, observer: str = "auto", workers: int = 2,
-                 extra: str = "", retry_base: float = 0.5, target: str = "iso") -> Path:
+                 extra: str = "", retry_base: float = 0.5, target: str = "iso",
+                 web: str = "enabled = false") -> Path:
+    """A service config for tests. ``web``: the body of its [web] table (by default the
+    console is off; tests of the console give ``port = 0``, a free port, and their users)."""
     path.write_text(f"""
 [watch]
 observer = "{observer}"
@@ -39,6 +42,8 @@ max_interruptions = 50
 [export]
 target = "{target}"
 {extra}
+[web]
+{web}
 """)
     return path
 

@@ -25,6 +25,7 @@ from typing import Any
 from mediasvc.config import Table, load_toml
 from mediasvc.errors import ConfigError
 from mediasvc.jobqueue import Priority
+from mediasvc.service.webconfig import WebConfig, parse_web
 
 OBSERVERS = ("auto", "inotify", "polling")
 BUILTIN_TARGETS = ("iso", "staging")
@@ -93,6 +94,7 @@ class ServiceConfig:
     limits: dict[str, int] = field(default_factory=dict)
     print_layout: str | None = None
     print_on_interrupted: str = "fail"
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def lock_file(self) -> Path:
@@ -119,7 +121,7 @@ def load_service_config(path: Path | None = None, root: Path | None = None) -> S
 
 
 _TOP = ("root", "paths", "watch", "jobs", "export", "import", "print", "burners", "printers",
-        "limits")
+        "limits", "web")
 
 
 def _parse(t: Table, source: Path | None, root_override: Path | None) -> ServiceConfig:
@@ -206,6 +208,8 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
         burners=burners, printers=printers, printers_table=dict(pt.data), limits=limits,
         print_layout=pr.str("layout", None),
         print_on_interrupted=pr.str("on_interrupted", "fail", choices=("fail", "resume")),
+        web=parse_web(t.table("web"), root, [b.target.split(":", 1)[1] for b in burners.values()
+                                             if b.target.startswith("drive:")]),
     )
 
 

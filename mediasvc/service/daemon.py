@@ -40,6 +40,7 @@ from mediasvc.errors import ConfigError, JobError, MediasvcError
 from mediasvc.jobqueue import Backoff, Job, JobQueue, State, current_owner
 from mediasvc.service import spool
 from mediasvc.service.config import ServiceConfig
+from mediasvc.service.console import Console
 from mediasvc.service.runner import result_path
 from mediasvc.service.sdnotify import Notifier, watchdog_interval
 from mediasvc.service.spool import Candidate
@@ -97,6 +98,7 @@ class Daemon:
         self.queue: JobQueue | None = None
         self.watcher: Watcher | None = None
         self.workers: list[threading.Thread] = []
+        self.console: Console | None = None
 
     # -- start-up ---------------------------------------------------------------------------
     def _lock(self) -> None:
@@ -168,6 +170,8 @@ class Daemon:
                  queue_status_line(counts))
         self.notifier.ready(queue_status_line(counts))
         self._write_status(counts)
+        if cfg.web.enabled:
+            self.console = Console(cfg, self.runner_args).start()
         self._main_loop(q)
         self.notifier.stopping("finishing running jobs")
         log.info("stopping: waiting for %d running job(s)", len(self.running))
@@ -175,6 +179,8 @@ class Daemon:
         self.watcher.stop()
         for t in self.workers:
             t.join()
+        if self.console is not None:
+            self.console.stop()
         self._write_status(q.counts())
         log.info("mediasvc stopped")
         return 0
@@ -189,6 +195,8 @@ class Daemon:
         tick = min(interval, 2.0) if interval else 2.0
         last_status = ""
         while not self.stop.wait(tick):
+            if self.console is not None:
+                self.console.check()
             if self._healthy():
                 self.notifier.watchdog()
             else:
@@ -339,7 +347,7 @@ class Daemon:
             final = q.complete(job.id, self.owner, outcome.get("result") or {})
         else:
             final = q.fail(job.id, self.owner, str(outcome.get("error")),
-                           transient=bool(outcome.get("transient")))
+                           transient=bool(outcome.get("transient")), result=outcome.get("result"))
         res_file.unlink(missing_ok=True)
         (entry / "runner.pid").unlink(missing_ok=True)
         log.info("job %d: %s %s%s", job.id, job.kind, final.state.value,

@@ -80,6 +80,7 @@ def run(argv: list[str] | None = None) -> int:
     job = q.get(job_id)
     entry = cfg.spool / job.uid
     outcome: dict[str, Any]
+    ctx: JobContext | None = None
     try:
         if "reject" in job.payload:
             raise MediasvcError(str(job.payload["reject"]))
@@ -99,6 +100,8 @@ def run(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         outcome = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}",
                    "transient": False}
+    if not outcome["ok"] and ctx is not None and ctx.problems:
+        outcome["result"] = {"problems": ctx.problems}  # the report lists every one of them
     write_atomic(result_path(entry, job.attempts), json.dumps(outcome).encode())
     return 0
 

@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 KINDS = ("export", "print", "import")
 READY_MARKER = ".ready"
 JOB_TOML = "job.toml"
+PROGRESS = "progress.json"  # spool/<uid>/progress.json: how far a running job is (workers.py)
 # Steps that mark an effect a user would see (a disc, a film) as in flight: a redo after a
 # crash refuses to repeat it; an operator's `jobs retry` clears them on purpose.
 IN_FLIGHT_STEPS = ("burn_started", "print_started")
@@ -132,6 +135,65 @@ def submit(cfg: ServiceConfig, q: JobQueue, entry: Path, meta: dict[str, Any]) -
                     resource=resource, max_attempts=cfg.max_attempts)
 
 
+def enqueue(cfg: ServiceConfig, q: JobQueue, kind: str, group: str | None, name: str,
+            fill: Callable[[Path], None], *, source: str | None = None) -> Job:
+    """A job asked for by a program (the web console) instead of dropped in a folder.
+
+    It gets the spool entry a claim makes, in the same order (claim.json, then input/ complete
+    by one rename, then the queue row, idempotent by uid), so that it runs, fails, is retried
+    and is recovered exactly like a drop. ``fill(folder)`` puts the job's files (and job.toml)
+    into the folder that becomes input/; ``source``: an import that reads a medium in place
+    (a device, or an ISO image or folder under [web] import_folders) instead of input/.
+    """
+    uid = new_uid()
+    entry = cfg.spool / uid
+    entry.mkdir(parents=True)
+    meta: dict[str, Any] = {"uid": uid, "kind": kind, "group": group, "name": name,
+                            "origin": f"console/{name}", "settled_at": time.time(),
+                            "is_file": False}
+    if source is not None:
+        meta["source"] = source
+    try:
+        write_atomic(entry / "claim.json", json.dumps(meta).encode())
+        tmp = entry / "input.tmp"  # a crash before the rename: adopt() drops the entry
+        tmp.mkdir()
+        fill(tmp)
+        fsync_dir(tmp)
+        os.rename(tmp, entry / "input")
+        fsync_dir(entry)
+    except BaseException:
+        shutil.rmtree(entry, ignore_errors=True)
+        raise
+    return submit(cfg, q, entry, meta)
+
+
+def check_import_source(cfg: ServiceConfig, source: str) -> Path:
+    """The medium an import may read in place, resolved: one of [web] import_devices (a block
+    device), or an existing file or folder at or under one of [web] import_folders. Symbolic
+    links and '..' are resolved first, so nothing outside those folders can be named."""
+    if not source or "\0" in source or not os.path.isabs(source):
+        raise InputError(source, "must be an absolute path")
+    real = Path(os.path.realpath(source))
+    devices = {Path(os.path.realpath(d)) for d in cfg.web.import_devices}
+    if real in devices or source in cfg.web.import_devices:
+        try:
+            if stat.S_ISBLK(os.stat(real).st_mode):
+                return real
+        except OSError:
+            pass
+        raise InputError(source, "no such device (is the drive connected?)")
+    for folder in cfg.web.import_folders:
+        top = Path(os.path.realpath(folder))
+        if real == top or real.is_relative_to(top):
+            if real.is_file() or real.is_dir():
+                return real
+            raise InputError(source, "no such ISO image or folder")
+    allowed = [*cfg.web.import_devices, *map(str, cfg.web.import_folders)]
+    raise InputError(source, "not a configured medium nor under an allowed folder ("
+                     + (", ".join(allowed) or "none configured: [web] import_devices, "
+                        "import_folders") + ")")
+
+
 def adopt(cfg: ServiceConfig, q: JobQueue) -> list[Job]:
     """At start: queue spool entries that have input but no row; drop half-made claims."""
     adopted = []
@@ -186,6 +248,9 @@ def inspect_input(cfg: ServiceConfig, job: Job, entry: Path) -> JobInput:
             raise InputError(f"{meta['origin']}/{JOB_TOML}",
                              f"{exc.key or 'file'}: {exc.reason}") from exc
         options = opts.values
+    if kind == "import" and meta.get("source"):
+        # Checked again here: the configuration may have changed since the job was asked for.
+        return JobInput([check_import_source(cfg, str(meta["source"]))], options, [])
     files: list[Path] = []
     notes: list[str] = []
     top = root / meta["name"] if meta.get("is_file") else root
@@ -292,7 +357,7 @@ def restore_for_retry(cfg: ServiceConfig, q: JobQueue, job: Job) -> Job:
         entry.mkdir(parents=True, exist_ok=True)
         write_atomic(entry / "claim.json", json.dumps(
             {k: job.payload.get(k) for k in ("uid", "kind", "group", "name", "origin",
-                                             "settled_at", "is_file")}).encode())
+                                             "settled_at", "is_file", "source")}).encode())
         os.rename(src / "input", entry / "input")
         fsync_dir(entry)
         retried = q.retry(job.id, clear_steps=IN_FLIGHT_STEPS)

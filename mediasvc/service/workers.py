@@ -21,6 +21,8 @@ would see twice are guarded:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -31,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from mediasvc.durable import fsync_dir
-from mediasvc.errors import InputError, MediasvcError, RejectedFile
+from mediasvc.errors import InputError, JobError, MediasvcError, RejectedFile
 from mediasvc.jobqueue import Job, JobQueue
 from mediasvc.service.config import ServiceConfig
-from mediasvc.service.spool import JobInput
+from mediasvc.service.spool import PROGRESS, JobInput
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,10 @@ class JobContext:
     entry: Path                  # spool/<uid>
     inp: JobInput
     steps: dict[str, Any] = field(default_factory=dict)
+    # Every rejected or unread file of a job that fails (its error names only the first few):
+    # the runner puts them into the job's result, so that the report lists them all.
+    problems: list[str] = field(default_factory=list)
+    _progress_at: float = 0.0
 
     @property
     def work(self) -> Path:
@@ -93,6 +99,28 @@ class JobContext:
     def option(self, key: str, default: Any = None) -> Any:
         return self.inp.options.get(key, default)
 
+    def progress(self, phase: str, done: int, total: int) -> None:
+        """Where the run is, for the console's progress bar (spool/<uid>/progress.json).
+        Not durable, it is worth nothing after a crash; written at most twice a second."""
+        now = time.monotonic()
+        if done < total and now - self._progress_at < 0.5:
+            return
+        self._progress_at = now
+        tmp = self.entry / f".{PROGRESS}.tmp"
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps({"phase": phase, "done": done, "total": total}))
+            os.replace(tmp, self.entry / PROGRESS)
+
+    def device(self, resource: str, state: str, detail: str = "",
+               events: list[str] | None = None) -> None:
+        """Record what this job saw of a printer or burner (the console shows the last one);
+        never a reason for the job to fail."""
+        try:
+            self.queue.set_device(resource, state, detail, events=events or [],
+                                  job_id=self.job.id)
+        except JobError as exc:
+            log.warning("job %d: cannot record the state of %s: %s", self.job.id, resource, exc)
+
 
 def _fresh(path: Path) -> Path:
     """An empty temp folder (leftovers of an interrupted run are thrown away)."""
@@ -117,6 +145,7 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
     summary: list[str] = []
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    ctx.progress("file-set", 0, 2)
     if "fileset" not in ctx.steps:
         for old in ctx.work.glob("staging.tmp*"):
             shutil.rmtree(old, ignore_errors=True)
@@ -133,6 +162,8 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
                    f"{fs.get('transcoded', 0)} transcoded, {fs.get('duplicate', 0)} duplicate "
                    f"({fs.get('volumes', 1)} volume(s), profile {profile_id})")
 
+    ctx.progress("staging tree" if target == "staging" else "ISO image" if target == "iso"
+                 else "burn", 1, 2)
     if target == "staging":
         if "output" not in ctx.steps:
             if staging.exists() or not (ctx.out / "media").exists():  # else: moved, then died
@@ -164,10 +195,12 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
             except MediasvcError as exc:
                 # The backend stopped and said why: nothing is in doubt (a drive refuses a
                 # disc that is not blank, so a half-written one is never written over).
+                ctx.device(burner.resource, "error", str(exc))
                 ctx.clear_step("burn_started")
                 if _busy(exc):
                     raise TransientError(f"{exc} (the drive is busy; retried)") from exc
                 raise
+            ctx.device(burner.resource, "ok", f"job {ctx.job.id} burned")
             ctx.step("burned", burned)
         result["burn"] = ctx.steps["burned"]
         summary.append(f"burned to {burner.target}")
@@ -191,6 +224,7 @@ def _export_fileset(ctx: JobContext, profile_id: str, out: Path) -> dict[str, An
     verdicts = rep.verdicts
     rejected = [f"{_rel(ctx, v.path)}: {v.reason}" for v in verdicts if v.status == "rejected"]
     if rejected and (ctx.cfg.on_reject == "fail" or not rep.volumes):
+        ctx.problems = ctx.inp.notes + rejected + rep.notes
         shown = "; ".join(rejected[:5]) + (f"; and {len(rejected) - 5} more"
                                             if len(rejected) > 5 else "")
         raise RejectedFile(ctx.job.payload["origin"],
@@ -256,9 +290,18 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     from mediasvc.store.index import Store
 
     meta = ctx.job.payload
-    media = ctx.entry / "input" / meta["name"] if meta.get("is_file") else ctx.entry / "input"
+    if meta.get("source"):  # a device or a path the console named, read in place (resolved)
+        media, label = ctx.inp.files[0], ctx.option("label")
+    else:
+        media = ctx.entry / "input" / meta["name"] if meta.get("is_file") \
+            else ctx.entry / "input"
+        label = ctx.option("label") or meta["name"]
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress("import", done, total)
+
     with Store.open(ctx.cfg.store) as store:
-        report = import_media(store, media, label=ctx.option("label") or meta["name"])
+        report = import_media(store, media, label=label, progress=progress)
     d = report.to_dict()
     counts = d["counts"]
     d.pop("instances", None)
@@ -267,6 +310,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     not_read = [f"{o.source}: {o.status} {o.reason}".strip() for o in report.outcomes
                 if o.status not in ("imported", "duplicate")]
     d["problems"] = ctx.inp.notes + report.problems + not_read
+    ctx.problems = d["problems"]
     if not report.complete:
         raise InputError(meta["origin"], "incomplete import: "
                          + "; ".join(not_read[:5]) + (" ..." if len(not_read) > 5 else ""))
@@ -304,20 +348,28 @@ def run_print(ctx: JobContext) -> dict[str, Any]:
         if request.layout is None and request.format is None:
             request = replace(request, layout=ctx.cfg.print_layout)
 
-        def on_film(n: int) -> None:
-            ctx.step("films_printed", n)
-
         # Rendering first (no network): only the association itself is "in flight".
         prepared = prepare(request, printer)
+
+        def on_film(n: int) -> None:
+            ctx.step("films_printed", n)
+            ctx.progress("films", n, len(prepared.films))
+
+        ctx.progress("films", done_films, len(prepared.films))
         ctx.step("print_started")
+        resource = ctx.cfg.printers[name].resource
         try:
             res = print_request(request, printer, skip_films=done_films, on_film=on_film,
                                 prepared=prepared)
-        except MediasvcError:
+        except MediasvcError as exc:
             # The SCU stopped and said why (down, busy, refused, bad input): nothing is in
             # doubt; a transient PeerError is retried later, the rest fails the job.
+            ctx.device(resource, "error", str(exc))
             ctx.clear_step("print_started")
             raise
+        # N-GET Printer (PS3.4 H.4.6.2.1) at the start, N-EVENT-REPORTs during the job.
+        ctx.device(resource, res.printer_status or "NORMAL", res.printer_status_info,
+                   res.events)
         out = res.as_dict()
         out["films"] = int(ctx.steps.get("films_printed", 0))
         ctx.step("printed", out)

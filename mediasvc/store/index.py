@@ -95,6 +95,10 @@ CREATE TABLE IF NOT EXISTS instances(
 CREATE INDEX IF NOT EXISTS instances_sop ON instances(sop_uid);
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid);
 CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
+-- Searches of the web console (by patient, date, accession number), newest first.
+CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient);
+CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date);
+CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);
 CREATE TABLE IF NOT EXISTS forwards(
     instance INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
     destination TEXT NOT NULL,
@@ -104,6 +108,11 @@ CREATE TABLE IF NOT EXISTS forwards(
     updated TEXT NOT NULL,
     PRIMARY KEY(instance, destination));
 """
+
+
+def _like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def now_iso() -> str:
@@ -246,6 +255,20 @@ class Store:
             finally:
                 store._unlock()
         return store
+
+    @classmethod
+    def open_readonly(cls, root: Path) -> Store:
+        """Read the index of an existing store without ever writing (no schema, no recovery):
+        for readers in other processes, such as the web console."""
+        path = Path(root).absolute() / INDEX
+        if not path.is_file():
+            raise StoreError(f"{root}: no store here (nothing imported yet)")
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30.0)
+            db.row_factory = sqlite3.Row
+        except sqlite3.Error as exc:
+            raise StoreError(f"{root}: cannot open the store: {exc}") from exc
+        return cls(Path(root).absolute(), db)
 
     def close(self) -> None:
         self._unlock()
@@ -423,13 +446,6 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
     def studies(self, study_uid: str | None = None,
                 patient_id: str | None = None) -> list[StudyRow]:
-        sql = ("SELECT s.*, p.patient_id, p.name, p.issuer, p.birth_date, p.sex, "
-               "(SELECT COUNT(*) FROM series se WHERE se.study_uid=s.study_uid) AS n_series, "
-               "(SELECT COUNT(*) FROM instances i JOIN series se ON i.series_uid=se.series_uid "
-               " WHERE se.study_uid=s.study_uid) AS n_instances, "
-               "(SELECT group_concat(DISTINCT se.modality) FROM series se "
-               " WHERE se.study_uid=s.study_uid) AS modalities "
-               "FROM studies s JOIN patients p ON s.patient=p.id")
         where, params = [], []
         if study_uid is not None:
             where.append("s.study_uid=?")
@@ -437,18 +453,86 @@ class Store:
         if patient_id is not None:
             where.append("p.patient_id=?")
             params.append(patient_id)
+        return [row for _key, row in self._studies(
+            where, params, " ORDER BY p.patient_id, s.study_date, s.study_uid")]
+
+    def _studies(self, where: list[str], params: Sequence[object],
+                 tail: str) -> list[tuple[int, StudyRow]]:
+        """(row id, study) pairs; the row id is the study's opaque key (web console URLs)."""
+        sql = ("SELECT s.rowid AS key, s.*, p.patient_id, p.name, p.issuer, p.birth_date, "
+               "p.sex, "
+               "(SELECT COUNT(*) FROM series se WHERE se.study_uid=s.study_uid) AS n_series, "
+               "(SELECT COUNT(*) FROM instances i JOIN series se ON i.series_uid=se.series_uid "
+               " WHERE se.study_uid=s.study_uid) AS n_instances, "
+               "(SELECT group_concat(DISTINCT se.modality) FROM series se "
+               " WHERE se.study_uid=s.study_uid) AS modalities "
+               "FROM studies s JOIN patients p ON s.patient=p.id")
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY p.patient_id, s.study_date, s.study_uid"
-        return [StudyRow(
+        return [(int(r["key"]), StudyRow(
             study_uid=r["study_uid"], patient_id=r["patient_id"], patient_name=r["name"],
             issuer=r["issuer"], birth_date=r["birth_date"], sex=r["sex"],
             study_date=r["study_date"], study_time=r["study_time"],
             accession_number=r["accession_number"], study_id=r["study_id"],
             description=r["description"], n_series=r["n_series"],
             n_instances=r["n_instances"],
-            modalities=tuple(sorted(m for m in (r["modalities"] or "").split(",") if m)))
-            for r in self.db.execute(sql, params)]
+            modalities=tuple(sorted(m for m in (r["modalities"] or "").split(",") if m))))
+            for r in self.db.execute(sql + tail, params)]
+
+    # -- browsing (the web console: pages of rows, opaque keys) ------------------------------
+    def find_studies(self, *, name: str = "", patient_id: str = "", accession: str = "",
+                     date_from: str = "", date_to: str = "", limit: int = 50,
+                     offset: int = 0) -> tuple[list[tuple[int, StudyRow]], int]:
+        """Studies matching every criterion given, newest first, one page of them, and how
+        many match in all. ``name``: each word appears in the Patient's Name (any case);
+        ``patient_id``: a prefix of the Patient ID; dates: DICOM DA (YYYYMMDD), inclusive."""
+        where: list[str] = []
+        params: list[object] = []
+        for word in name.replace("^", " ").split():
+            where.append("p.name LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like(word)}%")
+        if patient_id:
+            where.append("p.patient_id LIKE ? ESCAPE '\\'")
+            params.append(f"{_like(patient_id)}%")
+        if accession:
+            where.append("s.accession_number=?")
+            params.append(accession)
+        if date_from:
+            where.append("s.study_date>=?")
+            params.append(date_from)
+        if date_to:
+            where.append("s.study_date<=?")
+            params.append(date_to)
+        count_sql = "SELECT COUNT(*) FROM studies s JOIN patients p ON s.patient=p.id"
+        if where:
+            count_sql += " WHERE " + " AND ".join(where)
+        total = int(self.db.execute(count_sql, params).fetchone()[0])
+        rows = self._studies(where, params, " ORDER BY s.study_date DESC, s.rowid DESC "
+                             f"LIMIT {int(limit)} OFFSET {int(offset)}")
+        return rows, total
+
+    def study_by_key(self, key: int) -> StudyRow | None:
+        rows = self._studies(["s.rowid=?"], [int(key)], "")
+        return rows[0][1] if rows else None
+
+    def series_keys(self, study_uid: str) -> list[tuple[int, SeriesRow]]:
+        """The series of a study with their opaque keys, in series number order."""
+        keys = {str(r[0]): int(r[1]) for r in self.db.execute(
+            "SELECT series_uid, rowid FROM series WHERE study_uid=?", (study_uid,))}
+        return [(keys[se.series_uid], se) for se in self.series_of(study_uid)]
+
+    def series_by_key(self, key: int) -> SeriesRow | None:
+        row = self.db.execute("SELECT study_uid, series_uid FROM series WHERE rowid=?",
+                              (int(key),)).fetchone()
+        if row is None:
+            return None
+        return next((se for se in self.series_of(str(row[0]))
+                     if se.series_uid == str(row[1])), None)
+
+    def totals(self) -> dict[str, int]:
+        """How many patients, studies, series and instances the store holds."""
+        return {table: int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                for table in ("patients", "studies", "series", "instances")}
 
     def series_of(self, study_uid: str) -> list[SeriesRow]:
         rows = self.db.execute(
