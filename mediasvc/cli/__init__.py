@@ -44,6 +44,7 @@ COMMANDS = {
     "serve": "run the service: drop folders -> jobs",
     "status": "service and queue status",
     "jobs": "list, show, retry or cancel service jobs",
+    "users": "users of the web console (viewer, operator)",
 }
 
 log = logging.getLogger("mediasvc")
