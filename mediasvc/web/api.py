@@ -17,9 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mediasvc.jobqueue import State
-from mediasvc.service.config import ServiceConfig
 from mediasvc.web import actions, data
-from mediasvc.web.auth import User, api_user, check_csrf
+from mediasvc.web.auth import User, api_user, check_csrf, config
 
 router = APIRouter(prefix="/api/v1")
 
@@ -43,11 +42,6 @@ async def operator_action(request: Request, user: Annotated[User, Depends(operat
 
 Viewer = Annotated[User, Depends(viewer)]
 Operator = Annotated[User, Depends(operator_action)]
-
-
-def _cfg(request: Request) -> ServiceConfig:
-    cfg: ServiceConfig = request.app.state.cfg
-    return cfg
 
 
 class Strict(BaseModel):
@@ -95,7 +89,7 @@ def criteria(body: SearchRequest) -> dict[str, str]:
 @router.get("/status", summary="the service and its queue counts")
 def status(request: Request, _u: Viewer) -> dict[str, Any]:
     q = request.app.state.queue
-    return {"service": data.service_status(_cfg(request)), "counts": q.counts()}
+    return {"service": data.service_status(config(request)), "counts": q.counts()}
 
 
 @router.get("/jobs", summary="jobs, newest first, one page (filters: state, kind)")
@@ -104,67 +98,67 @@ def list_jobs(request: Request, _u: Viewer,
               kind: Kind | None = None,
               before: Annotated[int | None, Query(ge=1, description="ids below this")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    return data.queue_view(_cfg(request), request.app.state.queue,
+    return data.queue_view(config(request), request.app.state.queue,
                            states=[s.value for s in state] if state else None, kind=kind,
                            before=before, limit=limit)
 
 
 @router.get("/jobs/{job_id}", summary="one job with its report (every problem file named)")
 def get_job(request: Request, job_id: int, _u: Viewer) -> dict[str, Any]:
-    return data.job_detail(_cfg(request), request.app.state.queue, job_id)
+    return data.job_detail(config(request), request.app.state.queue, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="cancel a waiting job, or stop a running one")
 def cancel_job(request: Request, job_id: int, _u: Operator) -> dict[str, Any]:
-    job = actions.cancel(_cfg(request), request.app.state.queue, job_id)
-    return data.job_summary(_cfg(request), job)
+    job = actions.cancel(config(request), request.app.state.queue, job_id)
+    return data.job_summary(config(request), job)
 
 
 @router.post("/jobs/{job_id}/retry", summary="requeue a failed, cancelled or retrying job")
 def retry_job(request: Request, job_id: int, _u: Operator) -> dict[str, Any]:
-    job = actions.retry(_cfg(request), request.app.state.queue, job_id)
-    return data.job_summary(_cfg(request), job)
+    job = actions.retry(config(request), request.app.state.queue, job_id)
+    return data.job_summary(config(request), job)
 
 
 @router.post("/import", status_code=202, summary="import a medium into the store (a job)")
 def import_medium(request: Request, body: ImportRequest, _u: Operator) -> dict[str, Any]:
-    job = actions.import_medium(_cfg(request), request.app.state.queue, body.source,
+    job = actions.import_medium(config(request), request.app.state.queue, body.source,
                                 body.label, body.priority)
-    return data.job_summary(_cfg(request), job)
+    return data.job_summary(config(request), job)
 
 
 @router.get("/import/sources", summary="the devices and folders an import may read")
 def import_sources(request: Request, _u: Viewer) -> dict[str, Any]:
-    return data.import_sources(_cfg(request))
+    return data.import_sources(config(request))
 
 
 @router.post("/print", status_code=202, summary="print a stored study on a film layout (a job)")
 def print_study(request: Request, body: PrintRequest, _u: Operator) -> dict[str, Any]:
-    job = actions.print_study(_cfg(request), request.app.state.queue, body.study, body.printer,
+    job = actions.print_study(config(request), request.app.state.queue, body.study, body.printer,
                               body.layout, body.series, body.copies, body.priority)
-    return data.job_summary(_cfg(request), job)
+    return data.job_summary(config(request), job)
 
 
 # -- folders and devices ----------------------------------------------------------------------
 
 @router.get("/drops", summary="drop folders and what waits in them")
 def drops(request: Request, _u: Viewer) -> list[dict[str, Any]]:
-    return data.drop_folders(_cfg(request))
+    return data.drop_folders(config(request))
 
 
 @router.get("/ingress", summary="network ingress routes (empty without [ingress])")
 def ingress(request: Request, _u: Viewer) -> list[dict[str, Any]]:
-    return data.ingress_routes(_cfg(request))
+    return data.ingress_routes(config(request))
 
 
 @router.get("/burners", summary="drives, publishers and folders with their state")
 def burners(request: Request, _u: Viewer) -> list[dict[str, Any]]:
-    return data.burners(_cfg(request), request.app.state.queue)
+    return data.burners(config(request), request.app.state.queue)
 
 
 @router.get("/printers", summary="printers with their last status (N-GET, N-EVENT-REPORT)")
 def printers(request: Request, _u: Viewer) -> list[dict[str, Any]]:
-    return data.printers(_cfg(request), request.app.state.queue)
+    return data.printers(config(request), request.app.state.queue)
 
 
 @router.get("/layouts", summary="the film layouts a print may use")
@@ -177,24 +171,24 @@ def layouts(_u: Viewer) -> list[dict[str, Any]]:
 @router.get("/store/patients", summary="patients with their number of studies, one page")
 def patients(request: Request, _u: Viewer, offset: Annotated[int, Query(ge=0)] = 0,
              limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    return data.patients(_cfg(request), limit, offset)
+    return data.patients(config(request), limit, offset)
 
 
 @router.get("/store/studies", summary="studies with their counts, newest first, one page")
 def studies(request: Request, _u: Viewer, offset: Annotated[int, Query(ge=0)] = 0,
             limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    return data.find_studies(_cfg(request), {}, limit, offset)
+    return data.find_studies(config(request), {}, limit, offset)
 
 
 @router.post("/store/search", summary="studies by name, Patient ID, date, accession number")
 def search(request: Request, body: SearchRequest, _u: Viewer) -> dict[str, Any]:
     # A POST: the criteria identify a patient and must not appear in a URL (access logs).
-    return data.find_studies(_cfg(request), criteria(body), body.limit, body.offset)
+    return data.find_studies(config(request), criteria(body), body.limit, body.offset)
 
 
 @router.get("/store/studies/{key}", summary="one study with its series and their counts")
 def study(request: Request, key: int, _u: Viewer) -> dict[str, Any]:
-    return data.study_detail(_cfg(request), key)
+    return data.study_detail(config(request), key)
 
 
 @router.get("/store/studies/{key}/mds", summary="the study's minimum data set, JSON or CSV",
@@ -203,7 +197,7 @@ def study_mds(request: Request, key: int, _u: Viewer,
               format: Literal["json", "csv"] = "json",
               lang: Annotated[str, Query(pattern=r"^[a-z]{2}$")] = "en") -> Response:
     try:
-        report = data.mds_report(_cfg(request), key, lang)
+        report = data.mds_report(config(request), key, lang)
     except ValueError as exc:
         raise actions.Invalid("lang", str(exc)) from exc
     if format == "csv":
@@ -216,7 +210,7 @@ def study_mds(request: Request, key: int, _u: Viewer,
 @router.get("/store/series/{key}/thumbnail", summary="a PNG of the series' middle image",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def thumbnail(request: Request, key: int, _u: Viewer) -> Response:
-    png = data.thumbnail(_cfg(request), key)
+    png = data.thumbnail(config(request), key)
     if png is None:
         raise data.NotFound(f"series {key} has no image to show")
     return Response(png, media_type="image/png",

@@ -41,6 +41,7 @@ from fastapi import HTTPException, Request
 
 from mediasvc.durable import atomic_write
 from mediasvc.errors import ConfigError, UsageError
+from mediasvc.service.config import ServiceConfig
 
 ROLES = ("viewer", "operator")
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
@@ -237,9 +238,20 @@ def api_user(request: Request, role: str = "viewer") -> User:
     if user is None:
         raise HTTPException(401, "authentication required",
                             headers={"WWW-Authenticate": 'Basic realm="mediasvc"'})
-    if role == "operator" and not user.operator:
-        raise HTTPException(403, f"user {user.name} is a {user.role}; this needs an operator")
+    if role == "operator":
+        need_operator(user)
     return user
+
+
+def need_operator(user: User) -> None:
+    if not user.operator:
+        raise HTTPException(403, f"user {user.name} is a {user.role}; this needs an operator")
+
+
+def config(request: Request) -> ServiceConfig:
+    """The service configuration the console was started with."""
+    cfg: ServiceConfig = request.app.state.cfg
+    return cfg
 
 
 async def check_csrf(request: Request) -> None:

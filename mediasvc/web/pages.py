@@ -18,9 +18,16 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from mediasvc.jobqueue import State
-from mediasvc.service.config import ServiceConfig
 from mediasvc.web import actions, data
-from mediasvc.web.auth import User, check_csrf, csrf_token, current_user, login
+from mediasvc.web.auth import (
+    User,
+    check_csrf,
+    config,
+    csrf_token,
+    current_user,
+    login,
+    need_operator,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -51,19 +58,13 @@ def page_user(request: Request) -> User:
 
 
 async def page_operator(request: Request, user: Annotated[User, Depends(page_user)]) -> User:
-    if not user.operator:
-        raise HTTPException(403, f"user {user.name} is a {user.role}; this needs an operator")
+    need_operator(user)
     await check_csrf(request)
     return user
 
 
 PageUser = Annotated[User, Depends(page_user)]
 PageOperator = Annotated[User, Depends(page_operator)]
-
-
-def _cfg(request: Request) -> ServiceConfig:
-    cfg: ServiceConfig = request.app.state.cfg
-    return cfg
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -114,7 +115,7 @@ async def logout(request: Request) -> RedirectResponse:
 
 def _queue_context(request: Request, state: str | None, kind: str | None,
                    before: int | None) -> dict[str, Any]:
-    view = data.queue_view(_cfg(request), request.app.state.queue,
+    view = data.queue_view(config(request), request.app.state.queue,
                            states=[state] if state in STATES else None,
                            kind=kind if kind in KINDS else None, before=before, limit=50)
     query = "&".join(f"{k}={v}" for k, v in (("state", state), ("kind", kind)) if v)
@@ -137,24 +138,24 @@ def queue_partial(request: Request, _u: PageUser, state: str | None = None,
 @router.get("/jobs/{job_id}")
 def job_page(request: Request, job_id: int, _u: PageUser) -> HTMLResponse:
     return render(request, "job.html",
-                  d=data.job_detail(_cfg(request), request.app.state.queue, job_id))
+                  d=data.job_detail(config(request), request.app.state.queue, job_id))
 
 
 @router.get("/partials/jobs/{job_id}")
 def job_partial(request: Request, job_id: int, _u: PageUser) -> HTMLResponse:
     return render(request, "job_live.html",
-                  d=data.job_detail(_cfg(request), request.app.state.queue, job_id))
+                  d=data.job_detail(config(request), request.app.state.queue, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, job_id: int, _u: PageOperator) -> RedirectResponse:
-    job = actions.cancel(_cfg(request), request.app.state.queue, job_id)
+    job = actions.cancel(config(request), request.app.state.queue, job_id)
     return _redirect(f"/jobs/{job.id}")
 
 
 @router.post("/jobs/{job_id}/retry")
 def retry(request: Request, job_id: int, _u: PageOperator) -> RedirectResponse:
-    job = actions.retry(_cfg(request), request.app.state.queue, job_id)
+    job = actions.retry(config(request), request.app.state.queue, job_id)
     return _redirect(f"/jobs/{job.id}")
 
 
@@ -162,7 +163,7 @@ def retry(request: Request, job_id: int, _u: PageOperator) -> RedirectResponse:
 
 @router.get("/store")
 def store_page(request: Request, _u: PageUser, offset: int = 0) -> HTMLResponse:
-    found = data.find_studies(_cfg(request), {}, 50, max(offset, 0))
+    found = data.find_studies(config(request), {}, 50, max(offset, 0))
     return render(request, "store.html", found=found, form={}, searched=False)
 
 
@@ -181,7 +182,7 @@ def store_search(request: Request, _u: PageUser,
         field = ".".join(str(p) for p in err.get("loc", ()))
         return render(request, "store.html", status=400, found=None, form=form, searched=True,
                       error=f"{field}: {err.get('msg')}")
-    found = data.find_studies(_cfg(request), _criteria(body), body.limit, body.offset)
+    found = data.find_studies(config(request), _criteria(body), body.limit, body.offset)
     return render(request, "store.html", found=found, form=form, searched=True)
 
 
@@ -200,7 +201,7 @@ def _criteria(body: Any) -> dict[str, str]:
 
 @router.get("/study/{key}")
 def study_page(request: Request, key: int, _u: PageUser) -> HTMLResponse:
-    cfg = _cfg(request)
+    cfg = config(request)
     detail = data.study_detail(cfg, key)
     mds = data.mds_report(cfg, key)
     return render(request, "study.html", d=detail, mds=mds[0] if mds else None,
@@ -214,7 +215,7 @@ def print_study(request: Request, key: int, _u: PageOperator,
                 layout: Annotated[str, Form(max_length=64)],
                 copies: Annotated[int, Form(ge=1, le=99)] = 1,
                 series: Annotated[list[int] | None, Form()] = None) -> RedirectResponse:
-    job = actions.print_study(_cfg(request), request.app.state.queue, key, printer, layout,
+    job = actions.print_study(config(request), request.app.state.queue, key, printer, layout,
                               series or None, copies, "MED")
     return _redirect(f"/jobs/{job.id}")
 
@@ -223,7 +224,7 @@ def print_study(request: Request, key: int, _u: PageOperator,
 
 @router.get("/devices")
 def devices_page(request: Request, _u: PageUser) -> HTMLResponse:
-    cfg = _cfg(request)
+    cfg = config(request)
     q = request.app.state.queue
     return render(request, "devices.html", printers=data.printers(cfg, q),
                   burners=data.burners(cfg, q), drops=data.drop_folders(cfg),
@@ -238,6 +239,6 @@ def import_medium(request: Request, _u: PageOperator,
     chosen = path.strip() or source.strip()
     if not chosen:
         raise actions.Invalid("source", "choose a medium or type its path")
-    job = actions.import_medium(_cfg(request), request.app.state.queue, chosen,
+    job = actions.import_medium(config(request), request.app.state.queue, chosen,
                                 label.strip() or None, "MED")
     return _redirect(f"/jobs/{job.id}")
