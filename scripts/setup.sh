@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="dcmtk dicom3tools xorriso genisoimage orthanc systemd chromium chromium-driver"
+PKGS="dcmtk dicom3tools xorriso genisoimage orthanc systemd chromium chromium-driver openssl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

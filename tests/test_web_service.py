@@ -145,3 +145,43 @@ def test_embedded_default_console_is_on_loopback_port_8104(tmp_path: Path) -> No
     r = run([sys.executable, "-c", code], cwd=tmp_path)
     assert r.stdout.split() == ["True", "127.0.0.1", "8104", "http://127.0.0.1:8104/",
                                 str(tmp_path.resolve() / "var" / "web-users.toml")]
+
+
+def test_tls_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    from web_support import ConsoleProcess, tls
+
+    cert, key = tmp_path / "console.pem", tmp_path / "console.key"
+    r = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", key, "-out", cert])
+    assert r.returncode == 0, r.stderr
+    root = tmp_path / "root"
+    cfg = write_config(tmp_path / "svc.toml", web=web_table(root) + (
+        f'tls_cert = "{cert}"\ntls_key = "{key}"\n'))
+    make_users(root)
+    console = ConsoleProcess(cfg, root)
+    url = console.start(verify=str(cert))
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=tls(str(cert)), auth=("viewer1", USERS["viewer1"][1])) as c:
+            assert c.get(url + "api/v1/status").status_code == 200
+            page = c.get(url + "login")
+        assert "secure" in page.headers["set-cookie"].lower()
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on that port
+            httpx.get(url.replace("https://", "http://") + "api/v1/status", timeout=5)
+    finally:
+        console.stop()
+
+
+@pytest.mark.parametrize("table,message", [
+    ('bind = "all"', "web.bind = 'all': must be an IP address"),
+    ('tls_cert = "/x.pem"', "web.tls_key: tls_cert and tls_key go together"),
+    ("port = 70000", "web.port = 70000: must be <= 65535"),
+    ('import_devices = ["/etc/passwd"]', "is not a device under /dev/"),
+    ("listen = 1", "web.listen = 1: unknown key"),
+])
+def test_web_config_errors_name_the_key(tmp_path: Path, table: str, message: str) -> None:
+    cfg = tmp_path / "svc.toml"
+    cfg.write_text(f"[web]\n{table}\n")
+    r = mediasvc("serve", "--config", cfg, "--root", tmp_path / "r")
+    assert r.returncode == 2 and message in r.stderr, r.stderr

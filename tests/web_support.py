@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -38,20 +39,27 @@ def make_users(root: Path) -> Path:
     return path
 
 
-def console_url(root: Path, timeout: float = 60, after: float = 0.0) -> str:
-    """Wait for a console on ``root`` to listen (run/console.json newer than ``after``)."""
+def console_url(root: Path, timeout: float = 60, after: float = 0.0,
+                verify: str | bool = True) -> str:
+    """Wait for a console on ``root`` to listen (run/console.json newer than ``after``);
+    ``verify``: the CA file of a console with TLS."""
     info = root / "run" / "console.json"
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
             if info.stat().st_mtime >= after:
                 url = str(json.loads(info.read_text())["url"])
-                httpx.get(url + "api/v1/openapi.json", timeout=5)
+                httpx.get(url + "api/v1/openapi.json", timeout=5, verify=tls(verify))
                 return url
         except (OSError, ValueError, KeyError, httpx.HTTPError):
             pass
         time.sleep(0.1)
     raise AssertionError(f"no console on {root} within {timeout} s")
+
+
+def tls(verify: str | bool) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: a CA file as an SSLContext (httpx no longer takes a path)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 class ConsoleProcess:
@@ -62,14 +70,14 @@ class ConsoleProcess:
         self.log = root.parent / f"{root.name}-console.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> str:
+    def start(self, verify: str | bool = True) -> str:
         started = time.time() - 1
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mediasvc.web", "--config", str(self.config),
                  "--root", str(self.root)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        return console_url(self.root, after=started)
+        return console_url(self.root, after=started, verify=verify)
 
     def stop(self) -> None:
         from conftest import stop_pid
