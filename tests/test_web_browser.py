@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_service_support import Service, drop_folder, write_config
 from web_support import USERS, console_url, make_users, web_table
 
+from mediasvc.service.config import load_service_config
+from mediasvc.service.daemon import open_queue
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Flags this machine needs: without the background-networking ones Chromium's own connections
 # are refused by the closed network and slow everything down.
@@ -41,6 +45,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1280,800"]
 WAIT = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +142,11 @@ def test_a_user_runs_the_burner_host_from_the_browser(
 [burners.robot]
 target = "ptburn:{hot}"
 verify = false
+[printers.down]
+ae_title = "PRINTRIG"
+host = "127.0.0.1"
+port = {_free_port()}
+timeout = 2
 """, web=web_table(root, import_folders=[media]))
     make_users(root)
     svc = Service(root, cfg).start()
@@ -228,6 +243,21 @@ verify = false
             assert statuses and "present" in statuses
             assert d.execute_script("return document.documentElement.scrollWidth") <= 1280
             d.save_screenshot(str(tmp_path / "study.png"))
+
+        with s("print-from-study-page"):
+            Select(d.find_element(By.ID, "p-layout")).select_by_value("mr-2x2")
+            boxes = d.find_elements(By.NAME, "series")
+            boxes[1].send_keys(Keys.SPACE)  # untick the second series
+            assert [b.is_selected() for b in boxes] == [True, False]
+            _press(s, lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Print']"))
+            s.until(lambda d: "printer down" in d.find_element(By.ID, "job-reason").text)
+            job_id = int(d.current_url.rstrip("/").rsplit("/", 1)[1])
+            job = open_queue(load_service_config(cfg, root)).get(job_id)
+            assert job.kind == "print" and job.payload["group"] == "down"
+            assert len(list((root / "spool" / job.uid / "input").glob("*.dcm"))) == 3
+            d.get(url + "devices")
+            cell = s.until(lambda d: d.find_element(By.CSS_SELECTOR, "#printers tbody tr"))
+            assert "error" in cell.text and "no association" in cell.text, cell.text
     finally:
         if emulator is not None:
             emulator.terminate()

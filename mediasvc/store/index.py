@@ -529,6 +529,18 @@ class Store:
         return next((se for se in self.series_of(str(row[0]))
                      if se.series_uid == str(row[1])), None)
 
+    def patients_page(self, limit: int = 50, offset: int = 0
+                      ) -> tuple[list[dict[str, Any]], int]:
+        """Patients newest first with their number of studies (``key``: the opaque row id),
+        one page, and how many there are."""
+        total = int(self.db.execute("SELECT COUNT(*) FROM patients").fetchone()[0])
+        rows = self.db.execute(
+            "SELECT p.*, (SELECT COUNT(*) FROM studies s WHERE s.patient=p.id) AS n_studies "
+            "FROM patients p ORDER BY p.id DESC LIMIT ? OFFSET ?", (int(limit), int(offset)))
+        return [{"key": r["id"], "patient_id": r["patient_id"], "issuer": r["issuer"],
+                 "name": r["name"], "birth_date": r["birth_date"], "sex": r["sex"],
+                 "n_studies": r["n_studies"]} for r in rows], total
+
     def totals(self) -> dict[str, int]:
         """How many patients, studies, series and instances the store holds."""
         return {table: int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

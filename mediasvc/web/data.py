@@ -255,15 +255,8 @@ def patients(cfg: ServiceConfig, limit: int, offset: int) -> dict[str, Any]:
     with store(cfg) as s:
         if s is None:
             return {"patients": [], "total": 0, "offset": offset, "limit": limit}
-        total = int(s.db.execute("SELECT COUNT(*) FROM patients").fetchone()[0])
-        rows = s.db.execute(
-            "SELECT p.*, (SELECT COUNT(*) FROM studies s WHERE s.patient=p.id) AS n_studies "
-            "FROM patients p ORDER BY p.id DESC LIMIT ? OFFSET ?", (limit, offset))
-        return {"patients": [{"key": r["id"], "patient_id": r["patient_id"],
-                              "issuer": r["issuer"], "name": r["name"],
-                              "birth_date": r["birth_date"], "sex": r["sex"],
-                              "n_studies": r["n_studies"]} for r in rows],
-                "total": total, "offset": offset, "limit": limit}
+        rows, total = s.patients_page(limit, offset)
+        return {"patients": rows, "total": total, "offset": offset, "limit": limit}
 
 
 def study_detail(cfg: ServiceConfig, key: int) -> dict[str, Any]:
