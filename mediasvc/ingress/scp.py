@@ -19,6 +19,7 @@ import logging
 import ssl
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -63,6 +64,7 @@ class AssocState:
     in_message: int = 0        # bytes of the message being received (P-DATA so far)
     n: int = 0
     aborting: bool = False
+    tmp_dir: Path | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0,
                                                             "refused": 0})
 
@@ -185,7 +187,9 @@ class IngressAE:
         sop_uid, study, route = checked
         parts = [b"\x00" * 128, b"DICM", encode_file_meta(event.file_meta),
                  event.encoded_dataset(include_meta=False)]
-        tmp = self.spooler.write_temp(self.spooler.temp_dir(st.id), st.n, parts)
+        if st.tmp_dir is None:
+            st.tmp_dir = self.spooler.temp_dir(st.id)
+        tmp = self.spooler.write_temp(st.tmp_dir, st.n, parts)
         if route == HOLD:
             placed = self.spooler.place(tmp, self.spooler.layout.held, f"{sop_uid}.dcm")
         else:
@@ -222,7 +226,7 @@ class IngressAE:
                       ing.min_free_bytes)
             return _fail(0xA700, "out of disk space on the receiving host")
         try:
-            ds = event.dataset
+            ds = _head(event, raw)
             study = str(ds.get("StudyInstanceUID", ""))
             ds_sop = str(ds.get("SOPInstanceUID", ""))
             modality = str(ds.get("Modality", ""))
@@ -252,6 +256,22 @@ class IngressAE:
         with self._mu:
             return {"ports": [s.server_address[1] for s in self.servers],
                     "associations_open": len(self.assocs), **self.totals}
+
+
+def _head(event: Event, raw: bytes) -> Dataset:
+    """The elements up to Study Instance UID (0020,000D): all a route and the study folder
+    need, read without decoding the rest of the data set (pixel data included)."""
+    from io import BytesIO
+
+    from pydicom.filereader import read_dataset
+
+    ts = event.context.transfer_syntax
+    implicit = ts == IMPLICIT_LE
+    little = ts != "1.2.840.10008.1.2.2"
+    if ts in ("1.2.840.10008.1.2.1.99",):   # deflated: let pynetdicom inflate it
+        return event.dataset
+    return read_dataset(BytesIO(raw), implicit, little,
+                        stop_when=lambda tag, vr, length: tag > 0x0020000D)
 
 
 def _fail(code: int, comment: str) -> Dataset:
