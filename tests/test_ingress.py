@@ -15,14 +15,13 @@ from typing import Any
 
 import pydicom
 import pytest
+from conftest import make_corpus, run
 from ingress_support import CD_ROUTE, free_port, ingress_config, storescu, wait_listening
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from test_service_support import Service, write_config
-
-from conftest import make_corpus, run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_forward import running_orthanc  # noqa: E402

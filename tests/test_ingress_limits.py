@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import mediasvc, run
 from dicom_factory import make_image
 from ingress_support import CD_ROUTE, free_port, ingress_config, wait_listening
 from pydicom import dcmread
 from pynetdicom import AE
 from test_service_support import Service, write_config
-
-from conftest import mediasvc, run
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(cfg: ServiceConfig, stop: threading.Event) -> int:
-    from .scp import IngressAE   # pynetdicom: loaded once the configuration is known good
+    from .scp import IngressAE  # pynetdicom: loaded once the configuration is known good
 
     if cfg.ingress is None:
         raise ConfigError(cfg.source or "<embedded default>", "ingress", "", "no [ingress]")

@@ -27,11 +27,13 @@ import os
 import re
 import shutil
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_GET
 from pynetdicom.events import Event
 
 from mediasvc.durable import atomic_write, fsync_dir
@@ -74,7 +76,7 @@ class MediaCreationSCP:
 
     # -- N-CREATE -------------------------------------------------------------------------
     def on_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
-        uid = str(event.request.AffectedSOPInstanceUID or "")
+        uid = str(cast(N_CREATE, event.request).AffectedSOPInstanceUID or "")
         if not valid_uid(uid):
             # pynetdicom's N-CREATE response carries the request's Affected SOP Instance UID
             # only: an SCP-assigned one could not reach the SCU (docs/mcm-conformance.md).
@@ -117,7 +119,7 @@ class MediaCreationSCP:
 
     # -- N-ACTION -------------------------------------------------------------------------
     def on_action(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
-        uid = str(event.request.RequestedSOPInstanceUID or "")
+        uid = str(cast(N_ACTION, event.request).RequestedSOPInstanceUID or "")
         req = state.mcm_get(self.cfg.db, uid)
         if req is None:
             return 0x0112, None   # No such SOP Instance
@@ -150,8 +152,8 @@ class MediaCreationSCP:
             info = "NOT_SUPPORTED"
             failed = [{**r, "reason": CLASS_NOT_SUPPORTED} for r in refs
                       if r["profile"] and r["profile"] != self.mcm.default_profile]
-        seen: set[str] = set()
-        dups = [r for r in refs if r["instance"] in seen or seen.add(r["instance"])]
+        times = Counter(r["instance"] for r in refs)
+        dups = [r for r in refs if times[r["instance"]] > 1]
         if not info and dups:
             info, failed = "DUPL_REF_INST", [{**r, "reason": 0x0111} for r in dups]
         sources: dict[str, str] = {}
@@ -245,7 +247,8 @@ class MediaCreationSCP:
 
     # -- N-GET ----------------------------------------------------------------------------
     def on_get(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
-        uid = str(event.request.RequestedSOPInstanceUID or "")
+        get = cast(N_GET, event.request)
+        uid = str(get.RequestedSOPInstanceUID or "")
         req = state.mcm_get(self.cfg.db, uid)
         if req is None:
             return 0x0112, None
@@ -284,7 +287,8 @@ class MediaCreationSCP:
         if status == state.DONE and job is not None and job.result:
             vols = (job.result.get("fileset") or {}).get("volumes", 1)
             ds.TotalNumberOfPiecesOfMediaCreated = int(vols) * int(r["copies"])
-        wanted = list(event.request.AttributeIdentifierList or [])
+        ids = get.AttributeIdentifierList
+        wanted = ids if isinstance(ids, list) else [ids] if ids else []
         if wanted:
             keep = Dataset()
             for tag in wanted:

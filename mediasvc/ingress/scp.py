@@ -20,10 +20,11 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -112,6 +113,7 @@ class IngressAE:
         for port, ctx in plan:
             srv = self.ae.start_server((ing.bind, port), block=False, ssl_context=ctx,
                                        evt_handlers=self.handlers)
+            assert srv is not None   # block=False returns the running server
             self.servers.append(srv)
         return [s.server_address[1] for s in self.servers]
 
@@ -122,8 +124,9 @@ class IngressAE:
     # -- association ----------------------------------------------------------------------
     def _on_requested(self, event: Event) -> None:
         assoc = event.assoc
-        called = assoc.requestor.primitive.called_ae_title.strip()
-        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        rq = assoc.requestor.primitive
+        assert rq is not None   # EVT_REQUESTED: the A-ASSOCIATE request has arrived
+        called, calling = rq.called_ae_title.strip(), rq.calling_ae_title.strip()
         if called in self.ing.called_aes:
             # pynetdicom compares the Called AE title with the acceptor's own: answering with
             # the title that was called makes one listener serve every route's title.
@@ -211,8 +214,7 @@ class IngressAE:
     def _check(self, event: Event, st: AssocState) -> Dataset | tuple[str, str, Route | str]:
         """A refusal status, or (SOP Instance UID, Study Instance UID, route) to store."""
         ing = self.ing
-        req = event.request
-        sop_uid = str(req.AffectedSOPInstanceUID or "")
+        sop_uid = str(cast(C_STORE, event.request).AffectedSOPInstanceUID or "")
         raw = event.encoded_dataset(include_meta=False)
         size = len(raw)
         if size > ing.max_instance_bytes:
