@@ -8,13 +8,17 @@ one association) sends the same corpus (../shared/bench/make_corpus.py) to:
 - storescp: `storescp --fork -od DIR` (writes each file, no fsync: an acknowledged instance
   may be lost on power failure);
 - mediasvc: `mediasvc serve` with an [ingress] route (the quiet period set long, so only the
-  ingest is measured): each instance temp-written, fdatasync'ed, renamed into its study folder
-  and that folder fsynced before the C-STORE response says Success;
-- pynetdicom's floor (bench/pynetdicom_floor_scp.py): a pynetdicom SCP that answers Success
-  at once and writes nothing, i.e. what any SCP on pynetdicom can reach at best.
+  ingest is measured): each instance in an fdatasync'ed journal record and under its final
+  name before the C-STORE response says Success (mediasvc/ingress/receive.py);
+- pynetdicom's floor (bench/pynetdicom_floor_scp.py), an SCP that answers Success at once and
+  writes nothing: as pynetdicom comes ("floor"), with mediasvc's pynetdicom settings
+  ("floor_tuned": mediasvc can at best reach this), and that in 2 processes on one port
+  ("floor_tuned_2proc", SO_REUSEPORT: what a multi-process listener could reach).
 Throughput is instances per second of wall time, from the first sender's start to the last
-one's exit; the median of --runs runs per contender, the contenders alternated. The ratio
-printed is mediasvc/storescp (target: >= 0.7). Run under flock /tmp/mediasvc-bench.lock.
+one's exit; the median of --runs runs per contender, the contenders alternated. Printed per
+sender count, as one JSON line: the ratios mediasvc/storescp (target: >= 0.7) and
+floor/storescp, the CPU seconds of mediasvc's listener per instance, and the load average
+before and after. Run under flock /tmp/mediasvc-bench.lock.
 """
 
 from __future__ import annotations
@@ -98,10 +102,11 @@ def run_storescp(work: Path, files: list[Path], senders: int) -> float:
     return elapsed
 
 
-def run_floor(work: Path, files: list[Path], senders: int) -> float:
+def run_floor(work: Path, files: list[Path], senders: int, *args: str) -> float:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "pynetdicom_floor_scp.py"),
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             str(port), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         _wait_port(port)
         return send_all(port, "BENCH", files, senders)
@@ -121,7 +126,14 @@ def _wait_port(port: int) -> None:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def run_mediasvc(work: Path, files: list[Path], senders: int) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, its finished threads included (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_mediasvc(work: Path, files: list[Path], senders: int,
+                 cpu: list[float] | None = None) -> float:
     base = work / "mediasvc"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir()
@@ -131,8 +143,11 @@ def run_mediasvc(work: Path, files: list[Path], senders: int) -> float:
                                             extra='min_free = "1G"'))
     svc = Service(base / "root", cfg, log=base / "serve.log").start()
     try:
-        wait_listening(svc.root)
+        pid = int(wait_listening(svc.root)["pid"])
+        before = _cpu_seconds(pid)
         elapsed = send_all(port, "BENCH", files, senders)
+        if cpu is not None:
+            cpu.append(_cpu_seconds(pid) - before)
         got = sum(1 for _ in (svc.root / "ingress" / "studies").rglob("*.dcm"))
         svc.stop()
     finally:
@@ -156,23 +171,37 @@ def main(argv: list[str] | None = None) -> int:
     files = corpus(work / "corpus", args.instances, args.rows)
     mb = sum(f.stat().st_size for f in files) / 1e6
     results = []
+    floors = {"pynetdicom_floor": (), "floor_tuned": ("--tuned",),
+              "floor_tuned_2proc": ("--tuned", "--processes", "2")}
     for senders in args.senders:
-        times: dict[str, list[float]] = {"storescp": [], "mediasvc": [], "pynetdicom_floor": []}
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        times: dict[str, list[float]] = {"storescp": [], "mediasvc": [],
+                                         **{k: [] for k in floors}}
+        cpu: list[float] = []
         for _ in range(args.runs):
             times["storescp"].append(run_storescp(work, files, senders))
-            times["mediasvc"].append(run_mediasvc(work, files, senders))
-            times["pynetdicom_floor"].append(run_floor(work, files, senders))
+            times["mediasvc"].append(run_mediasvc(work, files, senders, cpu))
+            for name, fargs in floors.items():
+                times[name].append(run_floor(work, files, senders, *fargs))
         med = {k: statistics.median(v) for k, v in times.items()}
         rate = {k: len(files) / v for k, v in med.items()}
-        results.append({"senders": senders, "instances": len(files), "megabytes": round(mb, 1),
-                        "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
-                        "per_second": {k: round(v, 1) for k, v in rate.items()},
-                        "ratio_mediasvc_storescp": round(rate["mediasvc"] / rate["storescp"],
-                                                         2),
-                        "ratio_floor_storescp": round(rate["pynetdicom_floor"]
-                                                      / rate["storescp"], 2),
-                        "ratio_mediasvc_floor": round(rate["mediasvc"]
-                                                      / rate["pynetdicom_floor"], 2)})
+
+        def ratio(a: str, b: str, rate: dict[str, float] = rate) -> float:
+            return round(rate[a] / rate[b], 2)
+
+        results.append({
+            "senders": senders, "instances": len(files), "megabytes": round(mb, 1),
+            "seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
+            "per_second": {k: round(v, 1) for k, v in rate.items()},
+            "ratio_mediasvc_storescp": ratio("mediasvc", "storescp"),
+            "ratio_floor_storescp": ratio("pynetdicom_floor", "storescp"),
+            "ratio_floor_tuned_storescp": ratio("floor_tuned", "storescp"),
+            "ratio_floor_tuned_2proc_storescp": ratio("floor_tuned_2proc", "storescp"),
+            "ratio_mediasvc_floor_tuned": ratio("mediasvc", "floor_tuned"),
+            "mediasvc_cpu_ms_per_instance": round(statistics.median(cpu) / len(files) * 1e3,
+                                                  2),
+            "loadavg_before": load_before,
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]})
         print(json.dumps(results[-1]), flush=True)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -54,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(cfg: ServiceConfig, stop: threading.Event) -> int:
-    from .scp import IngressAE  # pynetdicom: loaded once the configuration is known good
-
     if cfg.ingress is None:
         raise ConfigError(cfg.source or "<embedded default>", "ingress", "", "no [ingress]")
     layout = Layout(cfg.ingress_dir)
@@ -66,13 +64,32 @@ def serve(cfg: ServiceConfig, stop: threading.Event) -> int:
                           "becomes a job by rename)")
     q = JobQueue(cfg.db, max_interruptions=cfg.max_interruptions)
     spooler = Spooler(layout)
+    try:
+        replayed = spooler.recover()
+    except OSError as exc:
+        raise MediasvcError(f"cannot recover the ingress journals in {layout.journal}: "
+                            f"{exc}") from exc
+    if replayed:
+        log.info("ingress: %d acknowledged instance(s) written again from the journals",
+                 replayed)
+    try:
+        return _serve(cfg, stop, q, layout, spooler)
+    finally:
+        spooler.close()
+
+
+def _serve(cfg: ServiceConfig, stop: threading.Event, q: JobQueue, layout: Layout,
+           spooler: Spooler) -> int:
+    from .scp import IngressAE  # pynetdicom: loaded once the configuration is known good
+
+    assert cfg.ingress is not None
     assembler = Assembler(cfg, q, spooler)
     assembler.recover()
     mcm_handlers = None
     if cfg.ingress.mcm is not None:
         from .mcm import MediaCreationSCP
 
-        mcm_handlers = MediaCreationSCP(cfg, q, layout).handlers()
+        mcm_handlers = MediaCreationSCP(cfg, q, spooler).handlers()
     scp = IngressAE(cfg.ingress, spooler, assembler, mcm_handlers)
     try:
         ports = scp.start()

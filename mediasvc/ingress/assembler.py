@@ -147,9 +147,13 @@ class Assembler:
             "settled_at": time.time(), "is_file": False,
             "ingress": {"route": route_name, "study_uid": study_uid, "calling_ae": calling,
                         "job_toml": job_toml(route)}}
+        with self.spooler.lock:   # no association renames into the folder while it moves
+            if not self._drop_taken(route_name, folder):
+                self.spooler.forget_dir(folder)
+                return None
         entry.mkdir(parents=True)
         atomic_write(entry / "claim.json", json.dumps(meta).encode())
-        with self.spooler.lock:   # no association renames into the folder while it moves
+        with self.spooler.lock:
             try:
                 atomic_write(folder / spool.JOB_TOML, meta["ingress"]["job_toml"].encode())
                 os.rename(folder, entry / "input")
@@ -158,9 +162,28 @@ class Assembler:
                 entry.rmdir()
                 return None
             self.spooler.forget_dir(folder)
+        # A syncfs begun after the rename covers every instance renamed into the folder
+        # before it moved: the job gets only durable files (receive.py, "Checkpoints").
+        self.spooler.sync_all()
         fsync_dir(entry)
         fsync_dir(folder.parent)
         return self._record_and_submit(entry, meta)
+
+    def _drop_taken(self, route: str, folder: Path) -> bool:
+        """Remove instances of ``folder`` that an earlier job of this route already took
+        (written again from a journal after a crash); False when none is left (the folder
+        is removed). Under the spooler's lock."""
+        try:
+            names = list(folder.iterdir())
+        except FileNotFoundError:
+            return False
+        for p in names:
+            if p.suffix == ".dcm" and (route, p.stem) in self.claimed:
+                p.unlink()
+        if any(p.suffix == ".dcm" for p in folder.iterdir()):
+            return True
+        shutil.rmtree(folder, ignore_errors=True)
+        return False
 
     def _record_and_submit(self, entry: Path, meta: dict[str, Any]) -> Job:
         ing = meta["ingress"]

@@ -44,7 +44,7 @@ from mediasvc.service import spool
 from mediasvc.service.config import ServiceConfig
 
 from . import state
-from .receive import Layout, valid_uid
+from .receive import Spooler, valid_uid
 
 log = logging.getLogger("mediasvc.ingress")
 
@@ -63,12 +63,13 @@ def _status(code: int, comment: str = "") -> Dataset:
 
 
 class MediaCreationSCP:
-    def __init__(self, cfg: ServiceConfig, q: JobQueue, layout: Layout) -> None:
+    def __init__(self, cfg: ServiceConfig, q: JobQueue, spooler: Spooler) -> None:
         assert cfg.ingress is not None and cfg.ingress.mcm is not None
         self.cfg = cfg
         self.mcm = cfg.ingress.mcm
         self.q = q
-        self.layout = layout
+        self.spooler = spooler
+        self.layout = spooler.layout
 
     def handlers(self) -> list[Any]:
         return [(evt.EVT_N_CREATE, self.on_create), (evt.EVT_N_ACTION, self.on_action),
@@ -188,6 +189,9 @@ class MediaCreationSCP:
             "origin": "ingress/mcm", "settled_at": time.time(), "is_file": False,
             "mcm": {"request": uid, "instances": len(refs),
                     "label_text": request["label_text"]}}
+        # Held instances are durable in the journals; linked into a job, they must be so
+        # under their own names (receive.py).
+        self.spooler.sync_all()
         staging = self.cfg.spool / f".mcm-{job_uid}"
         staging.mkdir(parents=True)
         for sop, src in sources.items():
