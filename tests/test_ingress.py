@@ -160,13 +160,25 @@ def test_orthanc_sends_a_study_through_its_rest_api(svc: Service, orthanc: tuple
     assert json.loads((done / "report.json").read_text())["received"]["calling_ae"] == "ORTHANC"
 
 
-def _mcm_assoc(port: int) -> Any:
+def _mcm_assoc(port: int, responses: list[Dataset] | None = None) -> Any:
+    """An MCM SCU association; ``responses`` gets the command set of every response received
+    (pynetdicom's send_n_create does not return the N-CREATE-RSP's Affected SOP Instance
+    UID, PS3.7 10.1.5.1.4: it is read there, as the print SCU does)."""
+
+    def on_recv(event: Any) -> None:
+        cmd = event.message.command_set
+        if responses is not None and int(cmd.get("CommandField", 0)) & 0x8000:
+            responses.append(cmd)
+
     ae = AE(ae_title="MCMSCU")
     ae.add_requested_context(MCM)
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.7")   # Secondary Capture (the corpus')
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2")   # CT
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4")   # MR
-    assoc = ae.associate("127.0.0.1", port, ae_title="MEDIASVC")
+    from pynetdicom import evt
+
+    assoc = ae.associate("127.0.0.1", port, ae_title="MEDIASVC",
+                         evt_handlers=[(evt.EVT_DIMSE_RECV, on_recv)])
     assert assoc.is_established
     return assoc
 
@@ -175,7 +187,8 @@ def test_mcm_request_is_burned_with_exactly_its_instances(svc: Service,
                                                           tmp_path: Path) -> None:
     files = _study(tmp_path / "m", series=2, images=4, seed=13)
     port = svc.port  # type: ignore[attr-defined]
-    assoc = _mcm_assoc(port)
+    responses: list[Dataset] = []
+    assoc = _mcm_assoc(port, responses)
     try:
         for f in files:
             st = assoc.send_c_store(pydicom.dcmread(f))
@@ -194,9 +207,15 @@ def test_mcm_request_is_burned_with_exactly_its_instances(svc: Service,
         req.LabelText = "Test label"
         req.NumberOfCopies = 1
         req.RequestPriority = "HIGH"
-        uid = generate_uid()
-        st, attrs = assoc.send_n_create(req, MCM, uid)
+        # No Affected SOP Instance UID in the N-CREATE-RQ: the SCP assigns it (PS3.7
+        # 10.1.5.1.4) and it comes back in the response's command set, not in its data set.
+        st, attrs = assoc.send_n_create(req, MCM)
         assert st.Status == 0x0000 and attrs.ExecutionStatus == "IDLE"
+        assert "AffectedSOPInstanceUID" not in attrs
+        rsp = responses[-1]
+        assert int(rsp.CommandField) == 0x8140   # N-CREATE-RSP (PS3.7 E.1)
+        uid = str(rsp.AffectedSOPInstanceUID)
+        assert uid and uid.replace(".", "").isdigit()
         st, _ = assoc.send_n_action(None, 1, MCM, uid)
         assert st.Status == 0x0000
         st, _ = assoc.send_n_action(None, 1, MCM, uid)        # a second initiate
@@ -220,8 +239,10 @@ def test_mcm_request_is_burned_with_exactly_its_instances(svc: Service,
         it.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
         it.ReferencedSOPInstanceUID = generate_uid()
         bad.ReferencedSOPSequence = Sequence([it])
-        uid2 = generate_uid()
+        uid2 = generate_uid()   # this one given by the SCU, and kept
         assert assoc.send_n_create(bad, MCM, uid2)[0].Status == 0x0000
+        assert str(responses[-1].AffectedSOPInstanceUID) == uid2
+        assert assoc.send_n_create(bad, MCM, uid2)[0].Status == 0x0111   # used already
         assert assoc.send_n_action(None, 1, MCM, uid2)[0].Status == 0x0000
         st, got = assoc.send_n_get([0x21000020, 0x21000030, 0x00081198], MCM, uid2)
         assert (got.ExecutionStatus, got.ExecutionStatusInfo) == ("FAILURE", "NO_INSTANCE")

@@ -1,6 +1,7 @@
 """Media Creation Management SCP (PS3.4 Annex S, SOP Class 1.2.840.10008.5.1.1.33).
 
-- N-CREATE: a media creation request (PS3.4 S.3.2.1): Referenced SOP Sequence (with
+- N-CREATE: a media creation request (PS3.4 S.3.2.1), with the SCU's Affected SOP Instance
+  UID or without (the SCP assigns one, PS3.7 10.1.5.1.4): Referenced SOP Sequence (with
   Requested Media Application Profile per item), Storage Media File-Set ID, Label Using
   Information Extracted From Instances, Label Text, Number of Copies, Request Priority.
   Stored in the queue database (state.py) with Execution Status IDLE.
@@ -32,6 +33,7 @@ from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import N_ACTION, N_CREATE, N_GET
 from pynetdicom.events import Event
@@ -77,11 +79,13 @@ class MediaCreationSCP:
 
     # -- N-CREATE -------------------------------------------------------------------------
     def on_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
-        uid = str(cast(N_CREATE, event.request).AffectedSOPInstanceUID or "")
+        given = cast(N_CREATE, event.request).AffectedSOPInstanceUID
+        # PS3.7 10.1.5.1.4: the SCU may leave the Affected SOP Instance UID out; the SCP then
+        # assigns one and returns it in the N-CREATE-RSP (pynetdicom moves an
+        # AffectedSOPInstanceUID of the handler's dataset into the response command set).
+        uid = str(given) if given else generate_uid()
         if not valid_uid(uid):
-            # pynetdicom's N-CREATE response carries the request's Affected SOP Instance UID
-            # only: an SCP-assigned one could not reach the SCU (docs/mcm-conformance.md).
-            return _status(0x0120, "Affected SOP Instance UID required"), None
+            return _status(0x0117, "Affected SOP Instance UID is not a valid UID"), None
         if state.mcm_get(self.cfg.db, uid) is not None:
             return 0x0111, None   # Duplicate SOP Instance
         ds = event.attribute_list
@@ -112,6 +116,8 @@ class MediaCreationSCP:
         state.mcm_put(self.cfg.db, uid, event.assoc.requestor.ae_title.strip(), request)
         log.info("media creation request created: %d instance(s)", len(referenced))
         rsp = Dataset()
+        if not given:
+            rsp.AffectedSOPInstanceUID = uid
         rsp.ExecutionStatus = state.IDLE
         rsp.ExecutionStatusInfo = "NORMAL"
         rsp.RequestPriority = priority
