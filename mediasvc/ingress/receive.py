@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediasvc.durable import syncfs
+from mediasvc.durable import fsync_dir, syncfs
 
 log = logging.getLogger("mediasvc.ingress")
 
@@ -163,7 +163,7 @@ class Journal:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return j
 
     @classmethod
@@ -377,9 +377,9 @@ class Spooler:
         for p in pending:
             with contextlib.suppress(FileNotFoundError):
                 _fsync_path(p)
-        for folder in {p.parent for p in pending}:
+        for folder in {d for p in pending for d in (p.parent, p.parent.parent)}:
             with contextlib.suppress(FileNotFoundError):
-                _fsync_dir(folder)
+                fsync_dir(folder)
         os.sync()
 
     def wait_durable(self, seq: int) -> None:
@@ -468,7 +468,7 @@ class Spooler:
             os.close(dfd)
         if direct:
             for d in new_dirs:
-                _fsync_dir(d.parent)
+                fsync_dir(d.parent)
         return True
 
     def forget_dir(self, folder: Path) -> None:
@@ -499,18 +499,6 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_parent(path: Path) -> None:
-    _fsync_dir(path.parent)
 
 
 def free_bytes(path: Path) -> int:

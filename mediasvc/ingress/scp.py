@@ -15,6 +15,7 @@ aborted (A-ABORT) as the bytes come in, so a huge data set never sits in memory.
 
 from __future__ import annotations
 
+import errno
 import logging
 import ssl
 import threading
@@ -210,26 +211,36 @@ class IngressAE:
         sop_uid, study, route = checked
         req = cast(C_STORE, event.request)
         parts = [self.file_meta.encode(event, str(req.AffectedSOPClassUID), sop_uid), raw]
+        try:
+            return self._write(st, sop_uid, study, route, parts, len(raw))
+        except OSError as exc:   # disk full, an I/O error: not durable, so no Success
+            log.error("cannot store a received instance: %s", exc.strerror or exc)
+            return _fail(0xA700 if exc.errno == errno.ENOSPC else 0xC000,
+                         "cannot write the instance on the receiving host"), "refused"
+
+    def _write(self, st: AssocState, sop_uid: str, study: str, route: Route | str,
+               parts: list[bytes], size: int) -> tuple[int | Dataset, str]:
         if st.tmp_dir is None:
             st.tmp_dir = self.spooler.temp_dir(st.id)
         if st.journal is None:
             st.journal = self.spooler.acquire()
+        tmp_dir = st.tmp_dir
         if route == HOLD:
-            placed = self.spooler.store(st.journal, st.tmp_dir, st.n, Target("", "", sop_uid),
+            placed = self.spooler.store(st.journal, tmp_dir, st.n, Target("", "", sop_uid),
                                         parts)
         else:
             assert isinstance(route, Route)
             rname = route.name
-            placed = self.spooler.store(st.journal, st.tmp_dir, st.n,
+            placed = self.spooler.store(st.journal, tmp_dir, st.n,
                                         Target(rname, study, sop_uid), parts,
                                         lambda: self.assembler.already_taken(rname, sop_uid))
             # Even a duplicate restarts the quiet period: the sender is still at work.
             self.assembler.received(rname, study, st.calling_ae)
         if not placed:
             return 0x0000, "duplicate"   # stored once already: Success, nothing written
-        st.stored_bytes += len(raw)
+        st.stored_bytes += size
         with self._mu:
-            self.totals["bytes"] += len(raw)
+            self.totals["bytes"] += size
         return 0x0000, "stored"
 
     def _check(self, event: Event, st: AssocState,
