@@ -329,7 +329,7 @@ _PREAMBLE = b"\x00" * 128 + b"DICM"
 # pynetdicom's DUL reactor sleeps ``_run_loop_delay`` (1 ms) whenever its queues are empty
 # (dul.py: "Setting `_run_loop_delay` higher will use less CPU when idle, but will also
 # increase the latency to respond to new requests"): with one synchronous sender, twice per
-# C-STORE (the request's PDUs, the response). Measured (bench/bench_ingest.py, 1,000 CT
+# C-STORE (the request's PDUs, the response). Measured (DCMTK storescu, 1,000 CT
 # instances, medians of 4): 1 ms 163/s, 0.3 ms 177/s, 0.1 ms 157/s (the polling thread then
 # takes the CPU the association thread needs); with 4 senders 0.3 ms = 1 ms. The cost: an
 # idle open association takes 14 % of a core instead of 8 % (pynetdicom's association
