@@ -20,6 +20,7 @@ import httpx
 import pytest
 from conftest import mediasvc
 from PIL import Image
+from ingress_support import CD_ROUTE, ingress_config
 from test_service_support import write_config
 from web_support import USERS, ConsoleProcess, make_users, web_table
 
@@ -348,7 +349,7 @@ def test_drops_ingress_burners_printers_layouts_sources(site: Site) -> None:
     kinds = {(d["kind"], d["group"]): d for d in drops}
     assert ("export", "STD-GEN-CD") in kinds and ("print", "laser") in kinds
     assert kinds[("import", None)]["waiting"] == 1
-    assert ingress == []
+    assert ingress["enabled"] is False and ingress["routes"] == []
     assert burners[0]["name"] == "robot" and burners[0]["kind"] == "publisher"
     assert burners[0]["last"]["state"] == "error" and not burners[0]["busy"]
     assert printers[0]["name"] == "laser" and printers[0]["last"]["state"] == "WARNING"
@@ -356,6 +357,41 @@ def test_drops_ingress_burners_printers_layouts_sources(site: Site) -> None:
     assert {"ct-4x5", "mr-2x2"} <= {lay["name"] for lay in layouts}
     assert sources["devices"] == [MISSING_DEVICE]
     assert str(site.media / "disc1") in sources["folders"][0]["entries"]
+
+
+def test_ingress_routes_waiting_studies_and_mcm_requests(tmp_path: Path) -> None:
+    """With [ingress], /api/v1/ingress and the devices page show what the ingress process
+    left: its routes, a study in its quiet period, a media creation request (Annex S)."""
+    from mediasvc.ingress.state import mcm_put
+
+    root = tmp_path / "root"
+    cfg_path = write_config(tmp_path / "svc.toml", extra=ingress_config(0, routes=CD_ROUTE),
+                            web=web_table(root))
+    make_users(root)
+    cfg = load_service_config(cfg_path, root)
+    study = cfg.ingress_dir / "studies" / "cd" / "1.2.826.0.1.3680043.2.1125.1"
+    study.mkdir(parents=True)
+    for n in range(3):
+        (study / f"1.2.826.0.1.3680043.2.1125.1.{n}.dcm").write_bytes(b"")
+    open_queue(cfg)
+    mcm_put(cfg.db, "1.2.826.0.1.3680043.2.1125.9", "MODALITY1",
+            {"referenced": [["1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"]]})
+    console = ConsoleProcess(cfg_path, root)
+    url = console.start()
+    try:
+        with httpx.Client(base_url=url, auth=("viewer1", USERS["viewer1"][1]),
+                          timeout=60) as c:
+            ing = c.get("/api/v1/ingress").json()
+            page = c.get("/devices").text
+    finally:
+        console.stop()
+    assert ing["enabled"] is True
+    assert [(r["name"], r["called_ae"], r["action"]) for r in ing["routes"]] == [
+        ("cd", "BURN_CD", "export")]
+    assert [(w["route"], w["instances"]) for w in ing["waiting"]] == [("cd", 3)]
+    assert [(m["calling_ae"], m["status"], m["instances"]) for m in ing["mcm_requests"]] == [
+        ("MODALITY1", "IDLE", 1)]
+    assert "BURN_CD" in page and "MODALITY1" in page and "IDLE" in page
 
 
 # -- the store ------------------------------------------------------------------------------

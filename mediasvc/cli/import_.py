@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument("--forward", metavar="AE@HOST:PORT",
                    help="send the medium's instances to this PACS by C-STORE after the import")
     p.add_argument("--retries", type=int, default=3, help="forward retries (default 3)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="service configuration: its store and its [forward] PACS apply "
+                   "(what the udev unit uses, so a disc inserted is forwarded like a drop)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
@@ -94,6 +97,13 @@ class ProgressBar:
 def run(args: argparse.Namespace) -> int:
     reconciler = reconciler_from(args)
     dest = None
+    if args.config is not None:
+        from mediasvc.service.config import load_service_config
+
+        svc = load_service_config(args.config)
+        args.store = args.store or svc.store
+        if not args.forward and svc.forward is not None:
+            args.forward = svc.forward.destination
     if args.forward:
         # Imported here: pynetdicom costs a tenth of a second of start-up an import without
         # --forward does not need.

@@ -25,6 +25,7 @@ from typing import Any
 from mediasvc.config import Table, load_toml
 from mediasvc.errors import ConfigError
 from mediasvc.jobqueue import Priority
+from mediasvc.service.ingress_config import Forward, Ingress, parse_forward, parse_ingress
 from mediasvc.service.webconfig import WebConfig, parse_web
 
 OBSERVERS = ("auto", "inotify", "polling")
@@ -95,6 +96,13 @@ class ServiceConfig:
     print_layout: str | None = None
     print_on_interrupted: str = "fail"
     web: WebConfig = field(default_factory=WebConfig)
+    ingress: Ingress | None = None          # [ingress]: the DICOM listener (ingress package)
+    forward: Forward | None = None          # [forward]: service imports go on to this PACS
+
+    @property
+    def ingress_dir(self) -> Path:
+        # Under the spool's parent folder so that a claimed study moves by rename(2).
+        return self.spool.parent / "ingress"
 
     @property
     def lock_file(self) -> Path:
@@ -121,7 +129,7 @@ def load_service_config(path: Path | None = None, root: Path | None = None) -> S
 
 
 _TOP = ("root", "paths", "watch", "jobs", "export", "import", "print", "burners", "printers",
-        "limits", "web")
+        "limits", "web", "ingress", "forward")
 
 
 def _parse(t: Table, source: Path | None, root_override: Path | None) -> ServiceConfig:
@@ -185,7 +193,10 @@ def _parse(t: Table, source: Path | None, root_override: Path | None) -> Service
     if target not in BUILTIN_TARGETS and target not in burners:
         raise e.error("target", "must be iso, staging or the name of a [burners.NAME] table")
 
+    ingress = parse_ingress(t, profiles=set(profiles), burners=set(burners), printers=set(printers),
+                            builtin_targets=BUILTIN_TARGETS, default_target=target)
     return ServiceConfig(
+        ingress=ingress, forward=parse_forward(t),
         root=root, source=source,
         drop=path("drop", "drop"), spool=path("spool", "spool"), done=path("done", "done"),
         failed=path("failed", "failed"), store=path("store", "store"),

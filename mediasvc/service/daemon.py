@@ -41,6 +41,7 @@ from mediasvc.jobqueue import Backoff, Job, JobQueue, State, current_owner
 from mediasvc.service import spool
 from mediasvc.service.config import ServiceConfig
 from mediasvc.service.console import Console
+from mediasvc.service.ingress_child import IngressChild
 from mediasvc.service.runner import result_path
 from mediasvc.service.sdnotify import Notifier, watchdog_interval
 from mediasvc.service.spool import Candidate
@@ -99,6 +100,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.workers: list[threading.Thread] = []
         self.console: Console | None = None
+        self.ingress: IngressChild | None = None
 
     # -- start-up ---------------------------------------------------------------------------
     def _lock(self) -> None:
@@ -120,7 +122,7 @@ class Daemon:
 
     def _prepare_dirs(self) -> None:
         cfg = self.cfg
-        for d in cfg.dirs():
+        for d in cfg.dirs() + ([cfg.ingress_dir] if cfg.ingress is not None else []):
             d.mkdir(parents=True, exist_ok=True)
         for prof in cfg.export_profiles:
             (cfg.drop / "export" / prof).mkdir(exist_ok=True)
@@ -164,6 +166,11 @@ class Daemon:
             t = threading.Thread(target=self._worker, name=f"worker-{i + 1}", daemon=True)
             t.start()
             self.workers.append(t)
+        if cfg.ingress is not None:
+            # After recovery: the listener's own recovery queues what it claimed before a
+            # crash, and jobs it submits now find the workers running.
+            self.ingress = IngressChild(cfg, self.runner_args, self.stop)
+            self.ingress.start()
         counts = q.counts()
         log.info("mediasvc serving %s (%s, %d workers, settle %.1f s): %s", cfg.root,
                  self.watcher.observer_kind, cfg.workers, cfg.settle_seconds,
@@ -177,6 +184,8 @@ class Daemon:
         log.info("stopping: waiting for %d running job(s)", len(self.running))
         self.wake.set()
         self.watcher.stop()
+        if self.ingress is not None:
+            self.ingress.join()
         for t in self.workers:
             t.join()
         if self.console is not None:
@@ -217,6 +226,8 @@ class Daemon:
         w = self.watcher
         if w is None or not w.alive() or time.monotonic() - w.heartbeat > 30.0:
             return False
+        if self.ingress is not None and not self.ingress.alive():
+            return False
         return all(t.is_alive() for t in self.workers)
 
     def _write_status(self, counts: dict[str, int]) -> None:
@@ -225,7 +236,8 @@ class Daemon:
         status = {"pid": os.getpid(), "root": str(self.cfg.root), "started": self.started,
                   "updated": time.time(), "observer": self.watcher.observer_kind
                   if self.watcher else "", "workers": self.cfg.workers, "running": running,
-                  "counts": counts, "stopping": self.stop.is_set()}
+                  "counts": counts, "stopping": self.stop.is_set(),
+                  "ingress": self.ingress.status() if self.ingress else None}
         try:
             write_atomic(self.cfg.status_file, json.dumps(status).encode())
         except OSError as exc:

@@ -45,10 +45,25 @@ def build_report(q: JobQueue, job: Job) -> dict[str, Any]:
         },
         "options": p.get("options", {}),
         "result": job.result or {},
+        "received": _received(p),
         "history": [{"at": _iso(e.at), "state": e.state, "message": e.message}
                     for e in q.history(job.id)],
     }
     return report
+
+
+def _received(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """What a network job was made of (ingress route or MCM request), for the report."""
+    if "ingress" in payload:
+        ing = payload["ingress"]
+        return {"by": "C-STORE", "route": ing.get("route"), "study_uid": ing.get("study_uid"),
+                "calling_ae": ing.get("calling_ae"), "instances": ing.get("instances"),
+                "follows_jobs": ing.get("follows", []), "note": ing.get("note", "")}
+    if "mcm" in payload:
+        m = payload["mcm"]
+        return {"by": "Media Creation Management request", "request": m.get("request"),
+                "instances": m.get("instances"), "label_text": m.get("label_text", "")}
+    return None
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -67,6 +82,13 @@ def render_text(report: dict[str, Any]) -> str:
     if t.get("settle_to_finish_seconds") is not None:
         lines.append(f"took:     {t['settle_to_finish_seconds']:.1f} s from settling")
     lines.append(f"attempts: {report['attempts']} (interrupted {report['interruptions']}x)")
+    rec = report.get("received")
+    if rec:
+        lines.append(f"received: {rec.get('instances')} instance(s) by {rec['by']}"
+                     + (f" on route {rec['route']} from {rec.get('calling_ae') or '?'}"
+                        if rec.get("route") else ""))
+        if rec.get("note"):
+            lines.append(f"note:     {rec['note']}")
     result = report.get("result") or {}
     summary = result.get("summary")
     if isinstance(summary, list) and summary:

@@ -286,8 +286,42 @@ def _rel(ctx: JobContext, path: str) -> str:
 # -- import: ISO image or folder -> store ------------------------------------------------------
 
 def run_import(ctx: JobContext) -> dict[str, Any]:
-    from mediasvc.store.importer import import_media
+    """import_media() of store/importer.py; then, with [forward], the instances go on to the
+    PACS (store/forward.py). Recorded as a step, so that a retry after a PACS outage (a
+    transient failure: the queue's backoff) only sends what is still pending."""
     from mediasvc.store.index import Store
+
+    if "imported" not in ctx.steps:
+        with Store.open(ctx.cfg.store) as store:
+            d, ids = _import(ctx, store)
+        ctx.step("imported", {"result": d, "ids": ids})
+    d = dict(ctx.steps["imported"]["result"])
+    ctx.problems = d["problems"]
+    fwd = ctx.cfg.forward
+    if fwd is not None:
+        from mediasvc.store.forward import Destination, forward
+
+        with Store.open(ctx.cfg.store) as store:
+            rep = forward(store, Destination.parse(fwd.destination),
+                          ctx.steps["imported"]["ids"], retries=fwd.retries,
+                          calling_ae=fwd.calling_ae, timeout=fwd.timeout_seconds)
+        d["forward"] = rep.to_dict()
+        d["summary"] = d["summary"] + [
+            f"forward to {rep.destination}: {len(rep.sent)} sent, {rep.pending} pending, "
+            f"{len(rep.failed)} refused"]
+        d["problems"] = d["problems"] + [f"forward: {f['sop_instance_uid']}: {f['reason']}"
+                                         for f in rep.failed]
+        ctx.problems = d["problems"]
+        if rep.pending:
+            raise TransientError(
+                f"imported, but the forward to {rep.destination} failed: {rep.error}; "
+                f"{rep.pending} instance(s) stay queued (retried; or `mediasvc store forward "
+                f"{rep.destination} --store {ctx.cfg.store}`)")
+    return d
+
+
+def _import(ctx: JobContext, store: Any) -> tuple[dict[str, Any], list[int]]:
+    from mediasvc.store.importer import import_media
 
     meta = ctx.job.payload
     if meta.get("source"):  # a device or a path the console named, read in place (resolved)
@@ -300,8 +334,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     def progress(done: int, total: int) -> None:
         ctx.progress("import", done, total)
 
-    with Store.open(ctx.cfg.store) as store:
-        report = import_media(store, media, label=label, progress=progress)
+    report = import_media(store, media, label=label, progress=progress)
     d = report.to_dict()
     counts = d["counts"]
     d.pop("instances", None)
@@ -317,7 +350,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     if counts.get("imported", 0) + counts.get("duplicate", 0) + counts.get("conflict", 0) == 0:
         raise InputError(meta["origin"], "no DICOM instance could be imported: "
                          + "; ".join((report.problems + not_read)[:5]))
-    return d
+    return d, report.instance_ids()
 
 
 # -- print: images -> films on a Print SCP -----------------------------------------------------

@@ -146,9 +146,10 @@ def drops(request: Request, _u: Viewer) -> list[dict[str, Any]]:
     return data.drop_folders(config(request))
 
 
-@router.get("/ingress", summary="network ingress routes (empty without [ingress])")
-def ingress(request: Request, _u: Viewer) -> list[dict[str, Any]]:
-    return data.ingress_routes(config(request))
+@router.get("/ingress", summary="network ingress: routes, studies in their quiet period, "
+            "MCM requests, forward status per study")
+def ingress(request: Request, _u: Viewer) -> dict[str, Any]:
+    return data.ingress(config(request))
 
 
 @router.get("/burners", summary="drives, publishers and folders with their state")

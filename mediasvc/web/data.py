@@ -155,14 +155,13 @@ def drop_folders(cfg: ServiceConfig) -> list[dict[str, Any]]:
     return out
 
 
-def ingress_routes(cfg: ServiceConfig) -> list[dict[str, Any]]:
-    """Network ingress (Storage SCP routes, Media Creation Management requests, forwarding
-    state): none on this branch. The one place that adapts a config's ``ingress`` when it
-    has one; an empty list when it has not."""
-    ingress = getattr(cfg, "ingress", None)
-    if not ingress:
-        return []
-    return [r if isinstance(r, dict) else dict(vars(r)) for r in getattr(ingress, "routes", [])]
+def ingress(cfg: ServiceConfig) -> dict[str, Any]:
+    """Network ingress as the ingress process left it (mediasvc.ingress.state.snapshot):
+    routes, studies waiting for their quiet period, Media Creation Management requests with
+    their PS3.4 Annex S status, forward status per study, the listener's health."""
+    from mediasvc.ingress.state import snapshot
+
+    return snapshot(cfg)
 
 
 def _device_queue(q: JobQueue, resource: str) -> dict[str, Any]:

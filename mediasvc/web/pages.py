@@ -228,7 +228,7 @@ def devices_page(request: Request, _u: PageUser) -> HTMLResponse:
     q = request.app.state.queue
     return render(request, "devices.html", printers=data.printers(cfg, q),
                   burners=data.burners(cfg, q), drops=data.drop_folders(cfg),
-                  ingress=data.ingress_routes(cfg), sources=data.import_sources(cfg))
+                  ingress=data.ingress(cfg), sources=data.import_sources(cfg))
 
 
 @router.post("/import")
