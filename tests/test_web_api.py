@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import mediasvc
-from PIL import Image
 from ingress_support import CD_ROUTE, ingress_config
+from PIL import Image
 from test_service_support import write_config
 from web_support import USERS, ConsoleProcess, make_users, web_table
 
