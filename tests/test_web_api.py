@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -391,7 +392,12 @@ def test_ingress_routes_waiting_studies_and_mcm_requests(tmp_path: Path) -> None
     assert [(w["route"], w["instances"]) for w in ing["waiting"]] == [("cd", 3)]
     assert [(m["calling_ae"], m["status"], m["instances"]) for m in ing["mcm_requests"]] == [
         ("MODALITY1", "IDLE", 1)]
-    assert "BURN_CD" in page and "MODALITY1" in page and "IDLE" in page
+    tables = dict(re.findall(r'<table id="(ingress-[a-z]+)">(.*?)</table>', page, re.S))
+    assert sorted(tables) == ["ingress-mcm", "ingress-routes", "ingress-waiting"]
+    cells = {k: re.findall(r"<td[^>]*>(.*?)</td>", v) for k, v in tables.items()}
+    assert cells["ingress-routes"][:3] == ["cd", "BURN_CD", "export"]
+    assert cells["ingress-waiting"] == ["cd", "3"]
+    assert cells["ingress-mcm"][:4] == ["MODALITY1", "1", "IDLE", "NORMAL"]
 
 
 # -- the store ------------------------------------------------------------------------------
