@@ -23,6 +23,7 @@ from test_service_support import (
     Service,
     drop_file_atomically,
     drop_folder,
+    drop_job,
     write_config,
 )
 
@@ -178,8 +179,7 @@ def test_bad_drops_fail_with_a_reason_and_the_service_keeps_running(
 
 def test_retry_after_fixing_a_failed_job(svc: Service, study: list[Path]) -> None:
     job = svc.root / "drop" / "export" / "STD-GEN-CD" / "fixme"
-    drop_folder(study[:3], job)
-    (job / "job.toml").write_text('priority = "URGENT"\n')
+    drop_job(study[:3], job, 'priority = "URGENT"\n')
     where, report = svc.wait_result("fixme")
     assert where == "failed" and "priority" in report["reason"]
     # the operator fixes job.toml in failed/fixme/input and retries
@@ -199,8 +199,7 @@ def test_retry_after_fixing_a_failed_job(svc: Service, study: list[Path]) -> Non
 def test_print_job_reaches_dcmprscp(svc: Service, study: list[Path], printer: Path) -> None:
     before = set(printer.glob("HG_*.dcm")) if printer.exists() else set()
     job = svc.root / "drop" / "print" / "laser" / "film1"
-    drop_folder(study[:4], job)
-    (job / "job.toml").write_text('format = "STANDARD\\\\2,2"\nfilm_size = "8INX10IN"\n')
+    drop_job(study[:4], job, 'format = "STANDARD\\\\2,2"\nfilm_size = "8INX10IN"\n')
     where, report = svc.wait_result("film1")
     assert where == "done", report
     assert report["result"]["films"] == 1
@@ -220,8 +219,7 @@ def test_print_job_reaches_dcmprscp(svc: Service, study: list[Path], printer: Pa
 def test_printer_down_keeps_the_job_retrying_then_cancel(svc: Service,
                                                           study: list[Path]) -> None:
     job = svc.root / "drop" / "print" / "down" / "film2"
-    drop_folder(study[:1], job)
-    (job / "job.toml").write_text('format = "STANDARD\\\\1,1"\n')
+    drop_job(study[:1], job, 'format = "STANDARD\\\\1,1"\n')
 
     def retrying() -> list[dict[str, object]]:
         st = json.loads(mediasvc("status", "--json", "--config", svc.config,
@@ -340,8 +338,7 @@ def test_burn_interrupted_by_a_crash_is_not_burned_twice(tmp_path: Path,
     emulator = None
     try:
         job = s.root / "drop" / "export" / "STD-GEN-CD" / "disc1"
-        drop_folder(study, job)
-        (job / "job.toml").write_text('target = "robot"\n')
+        drop_job(study, job, 'target = "robot"\n')
         (job / ".ready").touch()
         s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the publisher job file")
         s.kill()
@@ -391,8 +388,7 @@ def test_cancel_a_running_job(tmp_path: Path, study: list[Path]) -> None:
     s = Service(tmp_path / "root", cfg).start()
     try:
         job = s.root / "drop" / "export" / "STD-GEN-CD" / "c1"
-        drop_folder(study, job)
-        (job / "job.toml").write_text('target = "robot"\n')
+        drop_job(study, job, 'target = "robot"\n')
         (job / ".ready").touch()
         s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the burn to be running")
         listed = json.loads(mediasvc("jobs", "list", "--json", "--state", "running",

@@ -170,6 +170,17 @@ def drop_folder(src_files: list[Path], dest: Path, *, pause: float = 0.0) -> Non
             time.sleep(pause)
 
 
+def drop_job(src_files: list[Path], dest: Path, job_toml: str) -> None:
+    """A job folder with its job.toml, built under a hidden name (ignored by the watcher) and
+    renamed into place: a test whose outcome depends on job.toml must not race the settle
+    clock between the last file and job.toml (on a loaded machine that gap can pass
+    ``settle_seconds``, and the folder then becomes two jobs)."""
+    tmp = dest.with_name("." + dest.name + ".part")
+    drop_folder(src_files, tmp)
+    (tmp / "job.toml").write_text(job_toml)
+    os.replace(tmp, dest)
+
+
 def drop_file_atomically(src: Path, dest: Path) -> None:
     """Copy under a hidden name (ignored by the watcher), then rename into place."""
     tmp = dest.with_name("." + dest.name + ".part")
