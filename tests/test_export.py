@@ -387,3 +387,96 @@ def test_export_killed_after_its_dicomdir_but_before_readme_is_redone(
     assert (out / "README.TXT").is_file() and not (out / ".mediasvc-partial").exists()
     check_fileset(out, 12)
     assert sum(1 for p in (out / "DICOM").rglob("*") if p.is_file()) == 12
+
+
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+
+
+def _enhanced_ct(path: Path, *, orientations: list[list[float]], positions: list[list[float]],
+                 study_uid: str | None = None) -> str:
+    """Its SOP Instance UID. An Enhanced CT instance (PS3.3 A.38) with Plane Orientation, Plane Position and Pixel
+    Measures per frame, Frame VOI LUT and CT Image Frame Type shared (C.7.6.16)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    frames = len(positions)
+    per_frame = []
+    for n in range(frames):
+        item = Dataset()
+        pos, ori, pm = Dataset(), Dataset(), Dataset()
+        pos.ImagePositionPatient = positions[n]
+        ori.ImageOrientationPatient = orientations[n]
+        pm.PixelSpacing = [0.5, 0.5]
+        pm.SliceThickness = 2.0
+        content = Dataset()
+        content.InStackPositionNumber = n + 1
+        item.FrameContentSequence = Sequence([content])
+        item.PlanePositionSequence = Sequence([pos])
+        item.PlaneOrientationSequence = Sequence([ori])
+        item.PixelMeasuresSequence = Sequence([pm])
+        per_frame.append(item)
+    shared = Dataset()
+    voi, ftype = Dataset(), Dataset()
+    voi.WindowCenter = 40
+    voi.WindowWidth = 400
+    ftype.FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    shared.FrameVOILUTSequence = Sequence([voi])
+    shared.CTImageFrameTypeSequence = Sequence([ftype])
+    # 64, not the factory's 32: raw US 32 is b" \x00", which scan.has_value takes for padding.
+    return make_image(path, sop_class=ENHANCED_CT, frames=frames, study_uid=study_uid, rows=64,
+                      cols=64,
+                      PerFrameFunctionalGroupsSequence=Sequence(per_frame),
+                      SharedFunctionalGroupsSequence=Sequence([shared]),
+                      FrameOfReferenceUID="1.2.826.0.1.3680043.10.1149.9.77").SOPInstanceUID
+
+
+def test_per_frame_keys_identical_in_every_frame_go_into_the_image_record(
+        tmp_path: Path) -> None:
+    """PS3.3 F.5 lets an IMAGE record hold attributes of the Image IE; an enhanced image
+    keeps them in functional groups (C.7.6.16). A per-frame value is a key of the instance
+    only when every frame has it (orientation here); one that differs (position) is left
+    out, since the record describes the whole instance."""
+    same = [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]] * 3
+    differ = [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0, -1.0],
+              [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]]
+    positions = [[0.0, 0.0, float(z)] for z in (0, 2, 4)]
+    src = tmp_path / "src"
+    uids = {"same": _enhanced_ct(src / "same.dcm", orientations=same, positions=positions),
+            "differ": _enhanced_ct(src / "differ.dcm", orientations=differ,
+                                   positions=positions)}
+    out = tmp_path / "out"
+    code, report = export(src, "--profile", "STD-GEN-DVD-JPEG", "--out", out)
+    assert code == 0, report
+    images = {r.ReferencedSOPInstanceUIDInFile: r for r in records(out / "DICOMDIR")
+              if r.DirectoryRecordType == "IMAGE"}
+    by_file = {name: images[uid] for name, uid in uids.items()}
+    assert [float(v) for v in by_file["same"].ImageOrientationPatient] == same[0]
+    assert "ImageOrientationPatient" not in by_file["differ"]
+    for rec in by_file.values():
+        assert [float(v) for v in rec.PixelSpacing] == [0.5, 0.5]  # per frame, all equal
+        assert "ImagePositionPatient" not in rec  # differs per frame
+    assert dciodvfy_errors(out / "DICOMDIR") == []
+
+
+def test_functional_group_keys_from_a_header_read_without_pixels(tmp_path: Path) -> None:
+    """The key lookup works on a data set read with stop_before_pixels (the functional
+    groups precede Pixel Data): shared Frame VOI LUT and Frame Type (as Image Type), per
+    frame Slice Thickness when equal; nothing when the frames differ."""
+    from mediasvc.fileset.scan import _from_functional_groups
+
+    path = tmp_path / "ct.dcm"
+    _enhanced_ct(path, orientations=[[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]] * 2,
+                 positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    ds = dcmread(path, stop_before_pixels=True)
+    assert "PixelData" not in ds
+
+    def value(keyword: str) -> object:
+        elem = _from_functional_groups(ds, keyword)
+        return None if elem is None else (elem.keyword, elem.VR, list(elem.value)
+                                          if elem.VM > 1 else elem.value)
+
+    assert value("WindowCenter") == ("WindowCenter", "DS", 40)
+    assert value("WindowWidth") == ("WindowWidth", "DS", 400)
+    assert value("ImageType") == ("ImageType", "CS", ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"])
+    assert value("SliceThickness") == ("SliceThickness", "DS", 2.0)
+    assert value("ImagePositionPatient") is None

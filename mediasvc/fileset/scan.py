@@ -326,34 +326,75 @@ _SPECS: dict[tuple[int, str], tuple[MediaProfile, list[tuple[str, str]]]] = {}
 
 
 # Enhanced multi-frame images keep these in functional group macros (PS3.3 C.7.6.16): Plane
-# Position, Plane Orientation, Pixel Measures. The DVD/BD/USB profiles (PS3.11 Table H.3-2)
-# want them in IMAGE records when present; dcmmkdir looks there too.
-FUNCTIONAL_GROUP_KEYS = {
-    "ImagePositionPatient": "PlanePositionSequence",
-    "ImageOrientationPatient": "PlaneOrientationSequence",
-    "PixelSpacing": "PixelMeasuresSequence",
-    "SliceThickness": "PixelMeasuresSequence",
+# Position, Plane Orientation, Pixel Measures, Frame VOI LUT, the modality's Frame Type macro.
+# They are attributes of the Image IE, which PS3.3 F.5 (Image Keys: "any other attribute of
+# the Image IE modules", type 3) lets an IMAGE record hold; the DVD/BD/USB profiles (PS3.11
+# Table H.3-2) want some of them when present, and dcmmkdir looks in the groups too.
+# keyword of the record key -> (functional group sequences that may hold it, keyword there).
+FUNCTIONAL_GROUP_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    "ImagePositionPatient": (("PlanePositionSequence",), "ImagePositionPatient"),
+    "ImageOrientationPatient": (("PlaneOrientationSequence",), "ImageOrientationPatient"),
+    "PixelSpacing": (("PixelMeasuresSequence",), "PixelSpacing"),
+    "SliceThickness": (("PixelMeasuresSequence",), "SliceThickness"),
+    "WindowCenter": (("FrameVOILUTSequence",), "WindowCenter"),
+    "WindowWidth": (("FrameVOILUTSequence",), "WindowWidth"),
+    # Frame Type (PS3.3 C.8.13.5.1 and its siblings in the other enhanced IODs) is the
+    # per-frame Image Type.
+    "ImageType": (("CTImageFrameTypeSequence", "MRImageFrameTypeSequence",
+                   "MRSpectroscopyFrameTypeSequence", "PETFrameTypeSequence",
+                   "XRay3DFrameTypeSequence", "PhotoacousticImageFrameTypeSequence",
+                   "WholeSlideMicroscopyImageFrameTypeSequence",
+                   "ParametricMapFrameTypeSequence", "ConfocalMicroscopyImageFrameTypeSequence",
+                   "IntravascularOCTFrameTypeSequence"),
+                  "FrameType"),
 }
 
 
-def _from_functional_groups(ds: Dataset, keyword: str) -> DataElement | None:
-    """The value from the Shared Functional Groups: one that holds for every frame. A
-    per-frame value (each frame's position) stands for no single image, so it is not taken
-    (dcmmkdir agrees)."""
-    macro = FUNCTIONAL_GROUP_KEYS[keyword]
-    for groups in ("SharedFunctionalGroupsSequence",):
-        try:
-            items = ds.get(groups)
-            if not items:
-                continue
-            sequence = items[0].get(macro)
-            if sequence and keyword in sequence[0]:
-                elem = sequence[0][keyword]
-                if has_value(elem):
-                    return DataElement(elem.tag, elem.VR, elem.value)
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError, OSError):
-            return None
+def _group_value(item: Dataset, macros: tuple[str, ...], keyword: str) -> DataElement | None:
+    """The value of ``keyword`` in the first of ``macros`` that one functional groups item
+    (shared, or one frame's) holds."""
+    for macro in macros:
+        sequence = item.get(macro)
+        if sequence and keyword in sequence[0]:
+            elem = sequence[0][keyword]
+            return elem if has_value(elem) else None
     return None
+
+
+def _comparable(elem: DataElement) -> object:
+    value = elem.value
+    return tuple(value) if not isinstance(value, (str, bytes)) and hasattr(
+        value, "__iter__") else value
+
+
+def _from_functional_groups(ds: Dataset, keyword: str) -> DataElement | None:
+    """The value of an IMAGE record key from the functional groups (PS3.3 C.7.6.16): from
+    the Shared Functional Groups, which hold for every frame; else from the Per-Frame
+    Functional Groups when every frame has the same value. A value that differs between
+    frames (each frame's position) describes no single image, and a record describes the
+    whole instance: it is then left out (dcmmkdir takes only the shared one).
+    Works on a header read with stop_before_pixels: both sequences come before (7FE0,0010)."""
+    macros, inner = FUNCTIONAL_GROUP_KEYS[keyword]
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return None
+    try:
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        found = _group_value(shared[0], macros, inner) if shared else None
+        if found is None:
+            frames = ds.get("PerFrameFunctionalGroupsSequence")
+            if not frames:
+                return None
+            values = [_group_value(item, macros, inner) for item in frames]
+            first = values[0]
+            if first is None or any(v is None or _comparable(v) != _comparable(first)
+                                    for v in values[1:]):
+                return None
+            found = first
+        # Under the record's own tag and VR (Frame Type CS -> Image Type CS).
+        return DataElement(tag, dictionary_VR(tag), found.value)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, OSError):
+        return None
 
 
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
