@@ -394,8 +394,9 @@ ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 
 def _enhanced_ct(path: Path, *, orientations: list[list[float]], positions: list[list[float]],
                  study_uid: str | None = None) -> str:
-    """Its SOP Instance UID. An Enhanced CT instance (PS3.3 A.38) with Plane Orientation, Plane Position and Pixel
-    Measures per frame, Frame VOI LUT and CT Image Frame Type shared (C.7.6.16)."""
+    """Write an Enhanced CT instance (PS3.3 A.38) with Plane Orientation, Plane Position and
+    Pixel Measures per frame, Frame VOI LUT and CT Image Frame Type shared (C.7.6.16); return
+    its SOP Instance UID."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
