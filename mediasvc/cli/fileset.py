@@ -8,6 +8,8 @@
     add MEDIA FILES... [--profile ID] [--json]        append (fileset/updater.py)
     remove MEDIA (--sop-instance UID | --series UID | --study UID | --patient ID)
     compact MEDIA
+    add, remove and compact then refresh README.TXT, INDEX.HTM and IHE_PDI/ of the volume
+    where mediasvc wrote them (media/pdi_refresh.py); a foreign README is left alone, and said.
 """
 
 from __future__ import annotations
@@ -255,6 +257,15 @@ def _updater() -> Any:
     return importlib.import_module("mediasvc.fileset.updater")
 
 
+def _refresh_pdi(media: Path) -> list[str]:
+    """README.TXT, INDEX.HTM and IHE_PDI/ after an update: what was refreshed, what was
+    left alone (media/pdi_refresh.py). The file-set layer below cannot do it: imports run
+    cli -> media -> fileset."""
+    from mediasvc.media.pdi_refresh import refresh_volume
+
+    return refresh_volume(media).lines()
+
+
 def run_add(args: argparse.Namespace) -> int:
     from mediasvc.cli.export import print_report
 
@@ -264,7 +275,13 @@ def run_add(args: argparse.Namespace) -> int:
 
         profile = media_profile(args.profile)
     result = _updater().add_files(args.media, list(args.files), profile)
+    changed = result.count("placed") + result.count("transcoded")
+    refreshed = _refresh_pdi(args.media) if changed else []
+    result.notes += refreshed
     print_report(result, as_json=args.json)
+    if not args.json:
+        for line in refreshed:
+            print(line)
     return EXIT_PROBLEMS if result.rejected else EXIT_OK
 
 
@@ -275,10 +292,16 @@ def run_remove(args: argparse.Namespace) -> int:
     if not n:
         print("mediasvc: nothing matched", file=sys.stderr)
         return EXIT_PROBLEMS
+    for line in _refresh_pdi(args.media):
+        print(line)
     return EXIT_OK
 
 
 def run_compact(args: argparse.Namespace) -> int:
     n = _updater().compact(args.media)
     print(f"{n} inactive record{'s' if n != 1 else ''} dropped")
+    if n:
+        # The content is unchanged, but a remove killed before its refresh is caught up.
+        for line in _refresh_pdi(args.media):
+            print(line)
     return EXIT_OK

@@ -99,6 +99,14 @@ class VolumeContext:
     split_notes: tuple[str, ...] = ()
     web: bool = False
     viewer: str | None = None  # folder name of the viewer at the root, if any
+    # What the other volumes hold as already formatted study lines: when a volume's README
+    # is refreshed after an update (pdi_refresh.py), the other volumes are not at hand.
+    other_lines: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+    def other_volumes(self) -> list[tuple[int, list[str]]]:
+        """(volume number, its study lines) of every other volume of the set."""
+        listed = [(n, [_study_line(p, s) for p, s in other.studies]) for n, other in self.others]
+        return sorted(listed + [(n, list(lines)) for n, lines in self.other_lines])
 
 
 def read_volume(root: Path) -> VolumeInfo:
@@ -243,9 +251,9 @@ def readme_text(vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext) -> str:
     if ctx.split_notes:
         lines += ["", "Studies split over several volumes (too large for one):"]
         lines += [f"  - {note}" for note in ctx.split_notes]
-    for number, other in ctx.others:
+    for number, study_lines in ctx.other_volumes():
         lines += ["", f"On volume {number} of {ctx.count}:"]
-        lines += [f"  - {_study_line(p, s)}" for p, s in other.studies]
+        lines += [f"  - {line}" for line in study_lines]
     lines += [
         "",
         "How to view:",
@@ -302,9 +310,9 @@ def index_htm(vol: VolumeInfo, site: SiteInfo, ctx: VolumeContext,
         body += ["<h2>Studies split over several volumes</h2>", "<ul>"]
         body += [f"<li>{e(n)}</li>" for n in ctx.split_notes]
         body.append("</ul>")
-    for number, other in ctx.others:
+    for number, study_lines in ctx.other_volumes():
         body += [f"<h2>On volume {number} of {ctx.count}</h2>", "<ul>"]
-        body += [f"<li>{e(_study_line(p, s))}</li>" for p, s in other.studies]
+        body += [f"<li>{e(line)}</li>" for line in study_lines]
         body.append("</ul>")
     body += ["<h2>How to view</h2>",
              "<p>Open the file DICOMDIR at the root of this medium with a DICOM viewer.</p>"]

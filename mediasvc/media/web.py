@@ -109,10 +109,12 @@ def render_jpeg(dicom_file: Path, out: Path) -> tuple[int, int]:
     return img.size
 
 
-def write_web_content(root: Path, vol: VolumeInfo) -> WebResult:
-    """Write ROOT/IHE_PDI/ for the DICOM content listed in VOL (read from ROOT's DICOMDIR)."""
+def write_web_content(root: Path, vol: VolumeInfo, into: Path | None = None) -> WebResult:
+    """Write ROOT/IHE_PDI/ for the DICOM content listed in VOL (read from ROOT's DICOMDIR).
+    ``into``: another folder to write the same pages to (its links are relative, so it can be
+    renamed to ROOT/IHE_PDI afterwards: pdi_refresh.py builds the new content beside the old)."""
     e = html.escape
-    web = root / WEB_DIR
+    web = into if into is not None else root / WEB_DIR
     try:
         web.mkdir(exist_ok=True)
     except OSError as exc:
