@@ -6,15 +6,16 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import mediasvc, run, tmpfs, tree_digest
 
 from mediasvc.errors import BurnError
-from mediasvc.media.burners import BurnJob
+from mediasvc.media.burners import BurnJob, CopyResult
 from mediasvc.media.burners.drive import DriveBackend, media_problem, parse_toc
 from mediasvc.media.burners.epson import EpsonBackend
 from mediasvc.media.burners.folder import FolderBackend
@@ -260,3 +261,77 @@ def test_publisher_folder_missing(staged: Path, tmp_path: Path) -> None:
 def test_copies_rejected_for_single_copy_targets(staged: Path, tmp_path: Path) -> None:
     proc = mediasvc("burn", staged, "--to", f"iso:{tmp_path / 'x.iso'}", "--copies", "2")
     assert proc.returncode == 2 and "--copies applies to drives" in proc.stderr
+
+
+# -- a burn killed midway: withdrawn or adopted, never burned twice ----------------------------
+
+_BURN = ("import sys; from pathlib import Path; "
+         "from mediasvc.media.burners import BurnJob; "
+         "from mediasvc.media.burners.ptburn import PTBurnBackend; "
+         "PTBurnBackend(Path(sys.argv[1]), pickup_timeout=600, timeout=600)"
+         ".burn(BurnJob(Path(sys.argv[2])))")
+
+
+def _wait_for(what: str, check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _burn_killed_at(folder: Path, staged: Path, ext: str) -> None:
+    """Start a burn in its own process and SIGKILL it once a job file *ext is in FOLDER."""
+    proc = subprocess.Popen([sys.executable, "-c", _BURN, str(folder), str(staged)])
+    try:
+        _wait_for(f"a {ext} job file", lambda: bool(list(folder.glob(f"*{ext}"))))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list((folder / "MEDIASVC").glob("CLAIM-*.JSON"))  # written before the job file
+
+
+def _discs(folder: Path) -> list[dict[str, list[str]]]:
+    """What the emulator burned: one .DON per disc job, with the volume id it read."""
+    return [read_job_file(p) for p in folder.glob("*.DON")]
+
+
+def test_a_waiting_job_file_of_a_killed_burn_is_withdrawn_and_burned_once(
+        staged: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    _burn_killed_at(folder, staged, ".JRQ")  # no publisher running: the job file waits
+    [left] = list(folder.glob("*.JRQ"))
+    results: list[list[CopyResult]] = []
+    again = threading.Thread(target=lambda: results.append(
+        PTBurnBackend(folder, pickup_timeout=60, timeout=60).burn(BurnJob(staged))))
+    again.start()
+    try:
+        # The left-over job file is withdrawn before the publisher could see it ...
+        _wait_for("the withdrawal", lambda: (folder / "MEDIASVC" / left.with_suffix(
+            ".WDN").name).exists())
+        with emulator(folder, "ptburn"):
+            again.join(60)
+    finally:
+        again.join(60)
+    [[copy]] = results
+    assert copy.status == "done"
+    # ... and exactly one disc is burned, from the fresh job file.
+    discs = _discs(folder)
+    assert len(discs) == 1 and discs[0]["VolumeId"] == ["BURNTEST"]
+    assert discs[0]["JobID"] != [left.stem]
+    assert not list(folder.glob("*.JRQ")) and not list(folder.glob("MEDIASVC/CLAIM-*"))
+    assert not list(folder.glob("MEDIASVC/*.ISO"))
+
+
+def test_a_job_file_the_publisher_took_before_the_kill_is_adopted(staged: Path,
+                                                                  tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    with emulator(folder, "ptburn", "--stall-in-progress"):
+        _burn_killed_at(folder, staged, ".INP")  # taken by the robot, burning
+    [taken] = list(folder.glob("*.INP"))
+    with emulator(folder, "ptburn"):
+        [copy] = PTBurnBackend(folder, pickup_timeout=60, timeout=60).burn(BurnJob(staged))
+    assert copy.status == "done" and taken.stem in copy.target  # the same job, followed
+    discs = _discs(folder)
+    assert len(discs) == 1 and discs[0]["JobID"] == [taken.stem]
+    assert not list(folder.glob("*.JRQ")) and not list(folder.glob("MEDIASVC/CLAIM-*"))

@@ -326,10 +326,22 @@ def test_embedded_default_root_is_var(tmp_path: Path) -> None:
                                 "10.0", "iso"]
 
 
+def _emulator(hot: Path, *flags: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(Path(__file__).parent / "publisher_emulator.py"),
+                             "--kind", "ptburn", str(hot), "--step", "0.1", *flags])
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.terminate()
+        proc.wait()
+
+
 def test_burn_interrupted_by_a_crash_is_not_burned_twice(tmp_path: Path,
                                                          study: list[Path]) -> None:
-    """SIGKILL while a disc publisher holds the job: after restart the job fails asking the
-    operator to check (it is not submitted a second time); the one job file is burned once."""
+    """SIGKILL after the job file was written, before the publisher took it: after restart
+    the job file is withdrawn (the claim says it is ours) and submitted again; exactly one
+    disc is burned and the job is done."""
     hot = tmp_path / "ptburn"
     hot.mkdir()
     cfg = write_config(tmp_path / "svc.toml", workers=1,
@@ -341,23 +353,57 @@ def test_burn_interrupted_by_a_crash_is_not_burned_twice(tmp_path: Path,
         drop_job(study, job, 'target = "robot"\n')
         (job / ".ready").touch()
         s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the publisher job file")
+        [first] = list(hot.glob("*.JRQ"))
         s.kill()
         s.start()
+        s.wait_for(lambda: (hot / "MEDIASVC" / first.with_suffix(".WDN").name).exists(), 60,
+                   "the left-over job file to be withdrawn")
+        s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the job file submitted again")
+        emulator = _emulator(hot)
         where, report = s.wait_result("disc1")
-        assert where == "failed"
-        assert "interrupted" in report["reason"] and "publisher" in report["reason"]
-        assert len(list(hot.glob("*.JRQ"))) == 1
-        emulator = subprocess.Popen([sys.executable, str(Path(__file__).parent /
-                                                          "publisher_emulator.py"),
-                                     "--kind", "ptburn", str(hot), "--step", "0.1"])
-        s.wait_for(lambda: bool(list(hot.glob("*.DON"))), 30, "the publisher to finish")
+        assert where == "done", report
         time.sleep(0.5)
-        assert len(list(hot.glob("*.DON"))) == 1 and not list(hot.glob("*.JRQ"))
+        [disc] = list(hot.glob("*.DON"))  # the emulator burned one disc
+        assert disc.stem != first.stem and "VolumeId=" in disc.read_text()
+        assert not list(hot.glob("*.JRQ")) and not list(hot.glob("MEDIASVC/CLAIM-*"))
+        [volume] = report["result"]["burn"]["volumes"]
+        assert volume["copies"][0]["status"] == "done"
         assert s.stop() == 0
     finally:
-        if emulator is not None:
-            emulator.terminate()
-            emulator.wait()
+        _stop(emulator)
+        s.close()
+
+
+def test_burn_the_publisher_took_before_a_crash_is_adopted(tmp_path: Path,
+                                                           study: list[Path]) -> None:
+    """SIGKILL while the publisher burns the job (.INP): after restart the service follows
+    that job to its end instead of submitting another; one disc, the job done."""
+    hot = tmp_path / "ptburn"
+    hot.mkdir()
+    cfg = write_config(tmp_path / "svc.toml", workers=1,
+                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
+    s = Service(tmp_path / "root", cfg).start()
+    emulator = _emulator(hot, "--stall-in-progress")
+    try:
+        job = s.root / "drop" / "export" / "STD-GEN-CD" / "disc2"
+        drop_job(study, job, 'target = "robot"\n')
+        (job / ".ready").touch()
+        s.wait_for(lambda: bool(list(hot.glob("*.INP"))), 60, "the publisher to take the job")
+        [taken] = list(hot.glob("*.INP"))
+        s.kill()
+        s.start()
+        _stop(emulator)
+        emulator = _emulator(hot)  # the publisher finishes the disc it was burning
+        where, report = s.wait_result("disc2")
+        assert where == "done", report
+        time.sleep(0.5)
+        [disc] = list(hot.glob("*.DON"))
+        assert disc.stem == taken.stem
+        assert not list(hot.glob("*.JRQ")) and not list(hot.glob("MEDIASVC/*.WDN"))
+        assert taken.stem in report["result"]["burn"]["volumes"][0]["copies"][0]["target"]
+        assert s.stop() == 0
+    finally:
+        _stop(emulator)
         s.close()
 
 

@@ -7,6 +7,7 @@ failing, a publisher error or timeout), the same command can be run again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ class BurnReport:
 
 def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = False,
          label_file: Path | None = None, site: SiteInfo | None = None,
-         timeout: float | None = None) -> BurnReport:
+         timeout: float | None = None, claim: str = "", skip: Collection[int] = (),
+         on_volume: Callable[[dict[str, Any]], None] | None = None) -> BurnReport:
+    """Burn every volume; ``skip``: volume numbers already burned (a redo of the service's
+    job), ``on_volume``: told each volume's entry (as in BurnReport.as_dict) once burned.
+    ``claim``: who burns (the service's job); a publisher adopts or withdraws the job file
+    an earlier, cut off burn of the same claim left (burners/publisher.py)."""
     if copies < 1:
         raise UsageError(f"--copies {copies}: must be at least 1")
     volumes = volumes_of(staging)
@@ -46,6 +52,8 @@ def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = Fal
     site = site or SiteInfo()
     report = BurnReport(backend.describe())
     for number, root in enumerate(volumes, start=1):
+        if number in skip:
+            continue
         missing = [n for n in ("README.TXT", "INDEX.HTM") if not (root / n).is_file()]
         if missing:
             log.warning("%s: no %s at the root (IHE PDI asks for both); burning anyway",
@@ -57,10 +65,14 @@ def burn(staging: Path, backend: Backend, *, copies: int = 1, verify: bool = Fal
             label = label_fields(info, site, web=has_web_content(root), number=number,
                                  count=len(volumes), settings=settings)
         job = BurnJob(root, copies=copies, verify=verify, number=number, count=len(volumes),
-                      label=label, label_template=settings.template, timeout=timeout)
+                      label=label, label_template=settings.template, timeout=timeout,
+                      claim=f"{claim}:volume{number}" if claim else "")
         log.info("burning volume %d of %d (%s) to %s", number, len(volumes), root,
                  backend.describe())
         results = backend.burn(job)
-        report.volumes.append({"volume": number, "staging": str(root),
-                               "fileset_id": fileset_id_of(root), "copies": results})
+        entry = {"volume": number, "staging": str(root), "fileset_id": fileset_id_of(root),
+                 "copies": results}
+        report.volumes.append(entry)
+        if on_volume is not None:
+            on_volume({**entry, "copies": [c.as_dict() for c in results]})
     return report

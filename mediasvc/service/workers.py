@@ -10,9 +10,12 @@ and renames when complete, then records the step in the queue (``ctx.step``). A 
 recorded steps and throws away the leftovers of an unrecorded one. Steps whose effect a user
 would see twice are guarded:
 - export: the file-set and the ISO image are files in the spool (temp + rename), redone
-  freely. A burn to a drive or a publisher is recorded as started before it starts; a redo that
-  finds it started but not finished does not burn a second disc: it fails the job, asking the
-  operator to check the drive or publisher (`mediasvc jobs retry` burns again on purpose).
+  freely. A burn to a drive is recorded as started before it starts; a redo that finds it
+  started but not finished does not burn a second disc: it fails the job, asking the operator
+  to check the drive (`mediasvc jobs retry` burns again on purpose). A burn to a disc
+  publisher is redone: the publisher's claim file (media/burners/publisher.py) makes the redo
+  withdraw the job file the publisher had not taken yet and submit it again, or follow the one
+  it had taken; volumes already burned are recorded one by one and skipped.
 - print: the same rule for the films: a print interrupted after it started is not sent again
   automatically (it may have printed); the job fails with that reason and can be retried.
 - import: the store deduplicates by SOP Instance UID and is crash-consistent (store/index.py),
@@ -182,7 +185,7 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
     else:
         burner = ctx.cfg.burners[target]
         if "burned" not in ctx.steps:
-            if "burn_started" in ctx.steps:
+            if "burn_started" in ctx.steps and not _adopts_interrupted(burner.target):
                 raise Interrupted(
                     f"the burn to {burner.target} was interrupted (the service stopped while "
                     "it ran): check the drive or publisher for a partly written disc; "
@@ -262,13 +265,31 @@ def _burn_iso(ctx: JobContext, staging: Path) -> list[str]:
     return names
 
 
+def _adopts_interrupted(target: str) -> bool:
+    """A disc publisher keeps a claim per volume (burners/publisher.py): a burn cut off by a
+    crash is run again and then withdraws the job file the publisher had not taken, or
+    follows the one it had; no second disc. A drive has no such record: Interrupted."""
+    return target.partition(":")[0] in ("ptburn", "epson")
+
+
 def _burn_to(ctx: JobContext, staging: Path, target: str, copies: int,
              verify: bool) -> dict[str, Any]:
     from mediasvc.media.burners import parse_target
     from mediasvc.media.burning import burn
 
-    report = burn(staging, parse_target(target), copies=copies, verify=verify)
-    return report.as_dict()
+    # Volumes burned by an attempt that was then cut off are recorded one by one, so that a
+    # redo of a spanned set burns only the volumes still to do.
+    done: dict[int, dict[str, Any]] = {
+        int(name.rsplit("_", 1)[1]): value for name, value in ctx.steps.items()
+        if name.startswith("burned_volume_")}
+
+    def record(entry: dict[str, Any]) -> None:
+        ctx.step(f"burned_volume_{entry['volume']}", entry)
+        done[int(entry["volume"])] = entry
+
+    report = burn(staging, parse_target(target), copies=copies, verify=verify,
+                  claim=f"mediasvc-job-{ctx.job.id}", skip=set(done), on_volume=record)
+    return {"target": report.target, "volumes": [done[n] for n in sorted(done)]}
 
 
 def _safe_name(name: str) -> str:

@@ -30,6 +30,9 @@ class BurnJob:
     label: dict[str, str] = field(default_factory=dict)  # escaped merge fields (labels.py)
     label_template: str = ""
     timeout: float | None = None
+    # Who burns this volume, for a publisher's claim (publisher.py): a burn cut off and run
+    # again under the same claim adopts or withdraws the job file it left. "" = the staging.
+    claim: str = ""
 
 
 @dataclass

@@ -12,20 +12,37 @@ would not keep these), plus the label merge fields.
   the hot folder) so it can be retried, e.g. once the publisher software runs; a job picked up
   but not finished within ``timeout`` is reported and left to the publisher.
 * A job ending in the error state is reported with the publisher's message.
+* A burn killed midway (the service's runner SIGKILLed, the host down) is never burned twice.
+  Before its job file is written, a claim (FOLDER/MEDIASVC/CLAIM-<hash>.JSON, written
+  durably) names the job file that belongs to this volume, keyed by ``BurnJob.claim`` (the
+  service's job, else the staging folder). The next burn of the same volume reads it: a job
+  file still waiting in the hot folder (submitted, not yet taken by the publisher) is
+  withdrawn and a fresh one submitted; one the publisher already took (queued, in progress,
+  done or failed) is adopted: its result is awaited instead of writing a second job. The claim
+  goes when the job ends; a job left to the publisher after the overall timeout keeps it, so
+  a retry follows that job rather than burning another disc.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import json
+import logging
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from mediasvc.durable import atomic_write, fsync_dir
 from mediasvc.errors import BurnError
 from mediasvc.media.burners import BurnJob, CopyResult
 from mediasvc.media.iso import make_iso
 from mediasvc.media.verify import compare, iso_checksums, raise_if_bad, tree_checksums
+
+log = logging.getLogger(__name__)
 
 CD_BYTES = 700 * 1000 * 1000
 DVD_BYTES = 4_700_000_000
@@ -41,6 +58,15 @@ class Lifecycle:
 
     def states(self) -> tuple[str, ...]:
         return (self.submitted, self.queued, self.progress, self.done, self.error)
+
+
+def _sync_entries(folder: Path) -> None:
+    """fsync of a folder's entries; a share that cannot fsync a folder (EINVAL) is let be."""
+    try:
+        fsync_dir(folder)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
 
 
 def disc_type(size: int) -> str:
@@ -108,27 +134,45 @@ class PublisherBackend:
             spool.mkdir(exist_ok=True)
         except OSError as exc:
             raise BurnError(f"{what}: cannot create the spool folder: {exc.strerror}") from exc
-        # A fresh ID per attempt: a retry never collides with the remains of an earlier one.
-        job_id = f"MSVC{time.strftime('%Y%m%d%H%M%S')}{uuid.uuid4().hex[:6].upper()}"
+        claim = self._claim_path(job)
+        job_id = self._resume(claim, what)
+        if job_id is None:
+            # A fresh ID per attempt: a retry never collides with the remains of an earlier one.
+            job_id = f"MSVC{time.strftime('%Y%m%d%H%M%S')}{uuid.uuid4().hex[:6].upper()}"
+            # The claim first, durably: whatever job file exists later is known to be ours.
+            atomic_write(claim, json.dumps({"key": self._claim_key(job),
+                                            "job_id": job_id}).encode())
         image = spool / f"{job_id}.ISO"
-        result = make_iso(job.staging, image, timeout=job.timeout)
+        adopted = self.state(job_id) is not None
         try:
             image_verified: bool | None = None
-            if job.verify:
-                check = compare(tree_checksums(job.staging), iso_checksums(image))
-                raise_if_bad(check, f"{what}: image {image}")
-                image_verified = True
-            tmp = spool / f"{job_id}.tmp"
-            with open(tmp, "w", encoding="ascii", newline="\r\n") as fh:
-                fh.write(self.job_text(job, job_id, image, result.size))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._job_path(job_id, self.lifecycle.submitted))
+            if adopted:
+                size = image.stat().st_size if image.exists() else 0
+                if job.verify and image.exists():
+                    check = compare(tree_checksums(job.staging), iso_checksums(image))
+                    raise_if_bad(check, f"{what}: image {image}")
+                    image_verified = True
+            else:
+                size = make_iso(job.staging, image, timeout=job.timeout).size
+                if job.verify:
+                    check = compare(tree_checksums(job.staging), iso_checksums(image))
+                    raise_if_bad(check, f"{what}: image {image}")
+                    image_verified = True
+                tmp = spool / f"{job_id}.tmp"
+                with open(tmp, "w", encoding="ascii", newline="\r\n") as fh:
+                    fh.write(self.job_text(job, job_id, image, size))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self._job_path(job_id, self.lifecycle.submitted))
+                _sync_entries(self.folder)
             final, fields = self._wait(job_id, what)
         except BaseException:
             self._cleanup(job_id, image, keep_job=True)
+            if self.state(job_id) in (None, self.lifecycle.done, self.lifecycle.error):
+                self._drop_claim(claim)  # else still the publisher's: a retry follows it
             raise
         self._cleanup(job_id, image, keep_job=True)
+        self._drop_claim(claim)
         if final == self.lifecycle.error:
             raise BurnError(f"{what}: job {job_id} failed: {self.error_message(fields)}; "
                             "the staging tree is intact, the job can be retried")
@@ -142,12 +186,55 @@ class PublisherBackend:
                 n, f"{what} job {job_id}", "failed" if failed else "done",
                 verified=(image_verified and not failed) if job.verify else None,
                 verify_method=f"image-readback-sha256+{method}" if job.verify else "",
-                detail=f"{disc_type(result.size)} image {result.size} bytes"
+                detail=f"{disc_type(size)} image {size} bytes"
                        + (f"; publisher: {said}" if said else "")))
         if any(r.status == "failed" for r in results):
             bad = ", ".join(str(r.copy) for r in results if r.status == "failed")
             raise BurnError(f"{what}: job {job_id}: copies {bad} failed at the publisher")
         return results
+
+    # -- claims: which job file of the hot folder is this volume's ---------------------------
+    @staticmethod
+    def _claim_key(job: BurnJob) -> str:
+        return job.claim or f"staging:{job.staging.resolve()}"
+
+    def _claim_path(self, job: BurnJob) -> Path:
+        digest = hashlib.sha256(self._claim_key(job).encode()).hexdigest()[:16].upper()
+        return self.folder / "MEDIASVC" / f"CLAIM-{digest}.JSON"
+
+    def _drop_claim(self, claim: Path) -> None:
+        with contextlib.suppress(OSError):  # a claim left over only costs a withdraw later
+            claim.unlink(missing_ok=True)
+            _sync_entries(claim.parent)
+
+    def _resume(self, claim: Path, what: str) -> str | None:
+        """The job ID to adopt, left by an earlier burn of this volume that was cut off; or
+        None, having withdrawn a job file the publisher had not taken yet."""
+        try:
+            job_id = str(json.loads(claim.read_text(encoding="ascii"))["job_id"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self._drop_claim(claim)  # unreadable: atomic_write never leaves one, so not ours
+            return None
+        state = self.state(job_id)
+        if state == self.lifecycle.submitted:
+            try:  # not taken: withdraw it, so that only the fresh job file can be burned
+                os.replace(self._job_path(job_id, state),
+                           self.folder / "MEDIASVC" / f"{job_id}.WDN")
+                _sync_entries(self.folder)
+                log.info("%s: job %s of an interrupted burn was still waiting: withdrawn",
+                         what, job_id)
+                state = None
+            except FileNotFoundError:
+                state = self.state(job_id)  # taken just now: follow it
+        if state is not None:
+            log.info("%s: job %s of an interrupted burn is the publisher's (%s): adopted",
+                     what, job_id, state)
+            return job_id
+        self._cleanup(job_id, self.folder / "MEDIASVC" / f"{job_id}.ISO", keep_job=True)
+        self._drop_claim(claim)
+        return None
 
     def _wait(self, job_id: str, what: str) -> tuple[str, dict[str, list[str]]]:
         start = time.monotonic()
