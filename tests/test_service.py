@@ -331,6 +331,19 @@ def _emulator(hot: Path, *flags: str) -> subprocess.Popen[bytes]:
                              "--kind", "ptburn", str(hot), "--step", "0.1", *flags])
 
 
+def _publisher_service(tmp_path: Path, study: list[Path], name: str) -> tuple[Service, Path]:
+    """A service with a ptburn burner on tmp_path/ptburn, running an export+burn job NAME."""
+    hot = tmp_path / "ptburn"
+    hot.mkdir()
+    cfg = write_config(tmp_path / "svc.toml", workers=1,
+                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
+    s = Service(tmp_path / "root", cfg).start()
+    job = s.root / "drop" / "export" / "STD-GEN-CD" / name
+    drop_job(study, job, 'target = "robot"\n')
+    (job / ".ready").touch()
+    return s, hot
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None:
         proc.terminate()
@@ -342,16 +355,9 @@ def test_burn_interrupted_by_a_crash_is_not_burned_twice(tmp_path: Path,
     """SIGKILL after the job file was written, before the publisher took it: after restart
     the job file is withdrawn (the claim says it is ours) and submitted again; exactly one
     disc is burned and the job is done."""
-    hot = tmp_path / "ptburn"
-    hot.mkdir()
-    cfg = write_config(tmp_path / "svc.toml", workers=1,
-                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
-    s = Service(tmp_path / "root", cfg).start()
+    s, hot = _publisher_service(tmp_path, study, "disc1")
     emulator = None
     try:
-        job = s.root / "drop" / "export" / "STD-GEN-CD" / "disc1"
-        drop_job(study, job, 'target = "robot"\n')
-        (job / ".ready").touch()
         s.wait_for(lambda: bool(list(hot.glob("*.JRQ"))), 60, "the publisher job file")
         [first] = list(hot.glob("*.JRQ"))
         s.kill()
@@ -378,16 +384,10 @@ def test_burn_the_publisher_took_before_a_crash_is_adopted(tmp_path: Path,
                                                            study: list[Path]) -> None:
     """SIGKILL while the publisher burns the job (.INP): after restart the service follows
     that job to its end instead of submitting another; one disc, the job done."""
-    hot = tmp_path / "ptburn"
-    hot.mkdir()
-    cfg = write_config(tmp_path / "svc.toml", workers=1,
-                       extra=f'[burners.robot]\ntarget = "ptburn:{hot}"\nverify = false\n')
-    s = Service(tmp_path / "root", cfg).start()
-    emulator = _emulator(hot, "--stall-in-progress")
+    s, hot = _publisher_service(tmp_path, study, "disc2")
+    emulator = None
     try:
-        job = s.root / "drop" / "export" / "STD-GEN-CD" / "disc2"
-        drop_job(study, job, 'target = "robot"\n')
-        (job / ".ready").touch()
+        emulator = _emulator(hot, "--stall-in-progress")
         s.wait_for(lambda: bool(list(hot.glob("*.INP"))), 60, "the publisher to take the job")
         [taken] = list(hot.glob("*.INP"))
         s.kill()

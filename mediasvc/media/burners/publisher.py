@@ -146,18 +146,15 @@ class PublisherBackend:
         adopted = self.state(job_id) is not None
         try:
             image_verified: bool | None = None
-            if adopted:
+            if adopted:  # its image was made and handed over by the burn cut off
                 size = image.stat().st_size if image.exists() else 0
-                if job.verify and image.exists():
-                    check = compare(tree_checksums(job.staging), iso_checksums(image))
-                    raise_if_bad(check, f"{what}: image {image}")
-                    image_verified = True
             else:
                 size = make_iso(job.staging, image, timeout=job.timeout).size
-                if job.verify:
-                    check = compare(tree_checksums(job.staging), iso_checksums(image))
-                    raise_if_bad(check, f"{what}: image {image}")
-                    image_verified = True
+            if job.verify and image.exists():
+                check = compare(tree_checksums(job.staging), iso_checksums(image))
+                raise_if_bad(check, f"{what}: image {image}")
+                image_verified = True
+            if not adopted:
                 tmp = spool / f"{job_id}.tmp"
                 with open(tmp, "w", encoding="ascii", newline="\r\n") as fh:
                     fh.write(self.job_text(job, job_id, image, size))
