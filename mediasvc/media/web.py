@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,10 @@ def render_jpeg(dicom_file: Path, out: Path) -> tuple[int, int]:
     return img.size
 
 
-def write_web_content(root: Path, vol: VolumeInfo) -> WebResult:
-    """Write ROOT/IHE_PDI/ for the DICOM content listed in VOL (read from ROOT's DICOMDIR)."""
+def write_web_content(root: Path, vol: VolumeInfo,
+                      mapped: Mapping[tuple[str, ...], Path] | None = None) -> WebResult:
+    """Write ROOT/IHE_PDI/ for the DICOM content listed in VOL (read from ROOT's DICOMDIR).
+    ``mapped``: File ID -> source for instances not placed under ROOT (creator link "map")."""
     e = html.escape
     web = root / WEB_DIR
     try:
@@ -150,7 +153,8 @@ def write_web_content(root: Path, vol: VolumeInfo) -> WebResult:
                     jpg = f"I{n_image:05d}.JPG"
                     try:
                         (web / r_dir).mkdir(exist_ok=True)
-                        w, h = render_jpeg(root.joinpath(*file_id), web / r_dir / jpg)
+                        w, h = render_jpeg((mapped or {}).get(file_id) or root.joinpath(*file_id),
+                                           web / r_dir / jpg)
                     except Exception as exc:  # noqa: BLE001 - one bad image must not stop the disc
                         reason = "no image (not an image object)" if str(exc) == \
                             "no pixel data" else f"no rendering: {exc}"
