@@ -282,3 +282,32 @@ def test_service_iso_job_is_made_in_one_pass(corpus: Path, tmp_path: Path) -> No
     assert by_content == set(tree_digest(corpus).values()) - {
         tree_digest(corpus)["BROKEN.dcm"]}
     assert os.path.getsize(svc.root / "done" / "job1" / "job1.iso") > 0
+
+
+@pytest.mark.parametrize("compress", [(), ("--compress", "j2k-lossless")],
+                         ids=["mapped", "transcoded"])
+def test_web_viewer_and_transcoded_files_as_out_writes_them(compress: tuple[str, ...],
+                                                            corpus: Path,
+                                                            tmp_path: Path) -> None:
+    """--web renders from the mapped sources (or the transcoded files in the temp folder),
+    --viewer is mapped: the image holds what --out writes, byte for byte."""
+    viewer = tmp_path / "viewer"
+    (viewer / "LIB").mkdir(parents=True)
+    (viewer / "VIEW.EXE").write_bytes(b"MZ" + bytes(range(256)) * 8)
+    (viewer / "LIB" / "CODEC.DLL").write_bytes(b"dll" * 1000)
+    common = ("--profile", "STD-GEN-DVD-J2K", *compress, "--web",
+              "--viewer", viewer, "--fileset-id", FSID, *SITE)
+    ref = tmp_path / "ref"
+    proc = mediasvc("export", corpus, "--out", ref, *common)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    iso = tmp_path / "disc.iso"
+    proc = mediasvc("export", corpus, "--to", f"iso:{iso}", *common)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"transcoded {12 if compress else 0}" in proc.stdout
+    digest = _extract(iso, tmp_path / "x")
+    want = tree_digest(ref)
+    assert any(k.startswith("IHE_PDI/") and k.endswith(".JPG") for k in digest)
+    assert {"VIEWER/VIEW.EXE", "VIEWER/LIB/CODEC.DLL"} <= set(digest)
+    assert {k: v for k, v in digest.items() if k != "DICOMDIR"} == \
+        {k: v for k, v in want.items() if k != "DICOMDIR"}
+    assert _dicomdir_content(tmp_path / "x" / "DICOMDIR") == _dicomdir_content(ref / "DICOMDIR")
