@@ -1,30 +1,33 @@
 #!/usr/bin/env python3
-"""Benchmark: source folder -> ISO image, against `cat` of the same files into one file.
+"""Benchmark: source folder -> ISO image in one pass, against xorriso alone mastering the
+same tree already staged, in the same run.
 
-    python bench/bench_iso.py [--workdir /var/tmp] [--rounds 3] [--keep]
+    python bench/bench_iso.py [--instances 2000] [--rounds 3] [--cache both|warm|cold]
+                              [--cold] [--workdir /var/tmp] [--keep]
 
-Generates 2,000 instances of 512x512 CT (about 1 GB; make_corpus --rows 512 --cols 512
---patients 2 --studies 1 --series 10 --images 100) in a temp folder outside the repository,
-then times, in the same run and alternately:
+Generates N instances of 512x512 CT (2,000 = about 1 GB; make_corpus --rows 512 --cols 512
+--patients 2 --studies 1 --series 10 --images N/20) in a temp folder outside the repository,
+stages it once, untimed (`mediasvc export SRC --out STAGE`, hard links), then times, in the
+same run and alternately, each round:
 
-  cat       cat SRC/*.dcm > ONE_FILE                                  (the reference)
-  mediasvc  mediasvc export SRC --profile STD-GEN-DVD-JPEG --out STAGE    (hard links)
-            mediasvc burn STAGE --to iso:IMAGE                        (xorriso, -map)
+  xorriso   the command make_iso runs on STAGE (xorriso -map STAGE /, level 1, sort weights,
+            -stdio_sync off): the mastering tool alone, the reference
+  pycdlib   python -m mediasvc export SRC --to iso:IMAGE (the default writer)
+  xorriso1  python -m mediasvc export SRC --to iso:IMAGE --iso-writer xorriso
 
-both from a warm page cache, each starting with no dirty data (sync before each timed run,
-untimed), both writing into the same file system. With --cold the page cache is dropped
-before each timed run (root only: /proc/sys/vm/drop_caches), so that both read the sources
-from the disk, as the figures in the issue (cat 3.7-4.5 s for 1 GB) were measured. Prints
-each round, the median ratio and the machine's load average (the machine is shared: a
-loaded run says so).
-Target (issue 3): ratio <= 1.6, aim 1.3.
+Each timed run starts with no dirty data (sync, untimed); cold: the page cache is dropped
+before each timed run (/proc/sys/vm/drop_caches, root), so that the sources are read from
+the disk. Our export ends with the image fsynced (durability); xorriso alone does not, so
+the line also shows the reference with an fsync of its image ("xorriso+fsync"). Prints every
+round, the median of the rounds per cache condition and writer, and the load average before
+and after (the machine is shared: a loaded run says so).
+Target (issue 12): export --to iso / xorriso alone <= 1.25, warm and cold.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -38,139 +41,103 @@ sys.path.insert(0, str(REPO))
 from mediasvc.media.iso import xorriso_args  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+OURS = {"pycdlib": [], "xorriso1": ["--iso-writer", "xorriso"]}
 
 
-LIB_PIPELINE = """
-import sys
-from pathlib import Path
-from mediasvc.media.iso import make_iso
-from mediasvc.media.production import produce
-from mediasvc.profiles import media_profile
-src, stage, image = map(Path, sys.argv[1:4])
-produce([src], stage, media_profile("STD-GEN-DVD-JPEG"), fileset_id="BENCH", link="hardlink")
-make_iso(stage, image)
-"""
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().strip()
 
 
-SYNC = False
-COLD = False
+def settle(cold: bool) -> None:
+    """No dirty pages left from an earlier step; cold: nothing of the sources cached."""
+    os.sync()
+    if cold:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    time.sleep(0.5)
 
 
-CPU: list[float] = []  # CPU seconds (user + sys) of the last timed command and its children
-
-
-def timed(cmd: list[str], **kw: object) -> float:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
-    if SYNC:
-        os.sync()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU[:] = [after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime]
+    subprocess.run(cmd, check=True, env=ENV, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
-def settle() -> None:
-    """No dirty pages left over from an earlier step to be flushed during the next one; with
-    --cold, nothing of the sources in the page cache either."""
-    os.sync()
-    if COLD:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    time.sleep(0.5)
+def fsync_file(path: Path) -> float:
+    start = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - start
+
+
+def one_round(src: Path, stage: Path, image: Path, cold: bool) -> dict[str, float]:
+    t: dict[str, float] = {}
+    settle(cold)
+    t["xorriso"] = timed(xorriso_args(stage, f"stdio:{image}", "BENCH"))
+    t["xorriso+fsync"] = t["xorriso"] + fsync_file(image)
+    image.unlink()
+    for name, extra in OURS.items():
+        settle(cold)
+        t[name] = timed([sys.executable, "-m", "mediasvc", "-q", "export", str(src),
+                         "--profile", "STD-GEN-DVD-JPEG", "--fileset-id", "BENCH",
+                         "--to", f"iso:{image}", *extra])
+        image.unlink()
+    return t
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--images", type=int, default=100, help="per series (10 series, 2 pts)")
+    ap.add_argument("--instances", type=int, default=2000, help="multiple of 20")
+    ap.add_argument("--cache", choices=("both", "warm", "cold"), default="both")
+    ap.add_argument("--cold", action="store_true", help="same as --cache cold")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
-    ap.add_argument("--sync", action="store_true",
-                    help="end both timings with sync: to the disk, not just the page cache")
-    ap.add_argument("--cold", action="store_true",
-                    help="drop the page cache before each timed run (root): disk-bound reads")
     args = ap.parse_args()
-    global SYNC, COLD
-    COLD = args.cold
-
+    conditions = ["cold"] if args.cold else (["warm", "cold"] if args.cache == "both"
+                                             else [args.cache])
+    print(f"load average before: {loadavg()} ({os.cpu_count()} cores)")
     tmp = Path(tempfile.mkdtemp(prefix="mediasvc-bench-iso-", dir=args.workdir))
     try:
-        src = tmp / "src"
-        t = timed([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(src),
-                   "--rows", "512", "--cols", "512", "--patients", "2", "--studies", "1",
-                   "--series", "10", "--images", str(args.images), "--modalities", "CT"],
-                  stdout=subprocess.DEVNULL)
-        files = sorted(str(p) for p in src.glob("*.dcm"))
-        total = sum(os.stat(f).st_size for f in files)
-        print(f"corpus: {len(files)} files, {total / 1e9:.2f} GB (generated in {t:.0f} s) "
-              f"in {src}")
-        settle()
-        if not COLD:
-            subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)  # warm
-        SYNC = args.sync
-        print("timings end with sync (data on disk)" if SYNC else
-              "timings end when the commands end (data may still be in the page cache)")
-
-        ratios: list[float] = []
-        lib_ratios: list[float] = []
+        src, stage, image = tmp / "src", tmp / "stage", tmp / "disc.iso"
+        subprocess.run([sys.executable, str(SHARED / "bench" / "make_corpus.py"), str(src),
+                        "--rows", "512", "--cols", "512", "--patients", "2", "--studies", "1",
+                        "--series", "10", "--images", str(max(1, args.instances // 20)),
+                        "--modalities", "CT"], check=True, stdout=subprocess.DEVNULL)
+        files = list(src.glob("*.dcm"))
+        total = sum(p.stat().st_size for p in files)
+        print(f"corpus: {len(files)} files, {total / 1e9:.2f} GB in {src}")
+        # The staged tree for the reference, made once and untimed.
+        subprocess.run([sys.executable, "-m", "mediasvc", "-q", "export", str(src),
+                        "--profile", "STD-GEN-DVD-JPEG", "--fileset-id", "BENCH",
+                        "--out", str(stage)], check=True, env=ENV, stdout=subprocess.DEVNULL)
+        results: dict[str, list[dict[str, float]]] = {c: [] for c in conditions}
         for n in range(1, args.rounds + 1):
-            one = tmp / "cat.out"
-            settle()
-            with one.open("wb") as fh:
-                t_cat = timed(["cat", *files], stdout=fh)
-            cpu_cat = CPU[0]
-            one.unlink()
-
-            stage, image = tmp / "stage", tmp / "disc.iso"
-            settle()
-            load = os.getloadavg()[0]
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
-            t_export = timed([sys.executable, "-m", "mediasvc", "-q", "export", str(src),
-                              "--profile", "STD-GEN-DVD-JPEG", "--out", str(stage),
-                              "--fileset-id", "BENCH", "--link", "hardlink"],
-                             stdout=subprocess.DEVNULL, env=env)
-            cpu_ms = CPU[0]
-            t_burn = timed([sys.executable, "-m", "mediasvc", "-q", "burn", str(stage),
-                            "--to", f"iso:{image}"], stdout=subprocess.DEVNULL, env=env)
-            cpu_ms += CPU[0]
-            size = image.stat().st_size
-            image.unlink()
-            # The mastering step alone (xorriso on the staged tree, as burn runs it).
-            settle()
-            t_xorriso = timed(xorriso_args(stage, f"stdio:{image}", "BENCH"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            image.unlink()
-            shutil.rmtree(stage)
-            t_ms = t_export + t_burn
-            ratio = t_ms / t_cat
-            ratios.append(ratio)
-
-            # The same pipeline in one process (produce + make_iso): no second interpreter
-            # start-up and CLI import, to show what the CLI's start-up costs.
-            settle()
-            t_lib = timed([sys.executable, "-c", LIB_PIPELINE, str(src), str(stage),
-                           str(image)], env=env)
-            shutil.rmtree(stage)
-            image.unlink()
-            lib_ratios.append(t_lib / t_cat)
-
-            print(f"round {n}: cat {t_cat:.2f} s | CLI export+burn {t_ms:.2f} s (export "
-                  f"{t_export:.2f} + burn {t_burn:.2f}) ratio {ratio:.2f} | one process "
-                  f"{t_lib:.2f} s ratio {t_lib / t_cat:.2f} | xorriso alone {t_xorriso:.2f} s "
-                  f"ratio {t_xorriso / t_cat:.2f} | image {size / 1e9:.2f} GB "
-                  f"| load {load:.2f}")
-            print(f"         CPU seconds: cat {cpu_cat:.2f} | CLI export+burn {cpu_ms:.2f} "
-                  f"(ratio {cpu_ms / cpu_cat:.2f}; load-independent, but 2 cores work in "
-                  "parallel in the export)")
-        print(f"median ratio CLI export+burn / cat: {statistics.median(ratios):.2f} "
-              f"(best {min(ratios):.2f}); one process: {statistics.median(lib_ratios):.2f} "
-              f"(best {min(lib_ratios):.2f}); target <= 1.6, aim 1.3; load average now "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+            for cond in conditions:
+                t = one_round(src, stage, image, cond == "cold")
+                results[cond].append(t)
+                print(f"round {n} {cond}: " + " | ".join(f"{k} {v:.2f} s" for k, v in t.items())
+                      + f" | ratio pycdlib {t['pycdlib'] / t['xorriso']:.2f}, xorriso1 "
+                      f"{t['xorriso1'] / t['xorriso']:.2f} | load {loadavg()}")
+        for cond, rounds in results.items():
+            ref = statistics.median(r["xorriso"] for r in rounds)
+            ref_sync = statistics.median(r["xorriso+fsync"] for r in rounds)
+            line = []
+            for name in OURS:
+                ours = statistics.median(r[name] for r in rounds)
+                line.append(f"{name} {ours / ref:.2f}x (vs xorriso+fsync {ours / ref_sync:.2f}x)")
+            print(f"median of {len(rounds)} {cond}: export --to iso / xorriso alone: "
+                  + "; ".join(line) + " (target <= 1.25)")
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+        print(f"load average after: {loadavg()}")
     return 0
 
 

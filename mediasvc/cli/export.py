@@ -1,4 +1,5 @@
-"""`mediasvc export SRC... --profile ID --out DIR`: create a file-set (FSC) as PDI media.
+"""`mediasvc export SRC... --profile ID --out DIR | --to iso:PATH`: a file-set (FSC) as PDI
+media, as a staging tree or, in one pass, as ISO image(s) (media/oneshot.py).
 
 Every volume gets README.TXT and INDEX.HTM (IHE PDI); --web adds IHE_PDI/, --viewer a viewer
 folder; content beyond the capacity is spanned over DIR/VOL001, DIR/VOL002, ...
@@ -17,6 +18,7 @@ from mediasvc.config import parse_size
 from mediasvc.errors import UsageError
 from mediasvc.fileset.creator import FileSetResult, human_size
 from mediasvc.fileset.transcode import COMPRESS_CHOICES
+from mediasvc.media.iso import DEFAULT_WRITER, ISO_WRITERS
 from mediasvc.media.pdi import SiteInfo
 from mediasvc.media.production import ProductionReport, produce
 from mediasvc.profiles import media_profile
@@ -29,7 +31,14 @@ def register(sub: Any) -> None:
                    help="DICOM files or folders (searched recursively)")
     p.add_argument("--profile", default="STD-GEN-CD",
                    help="media application profile (default STD-GEN-CD)")
-    p.add_argument("--out", required=True, type=Path, help="new or empty output folder")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="new or empty output folder (staging tree)")
+    where.add_argument("--to", metavar="iso:PATH",
+                       help="ISO image(s) in one pass, no staging tree (PATH-VOL001.iso ... "
+                            "when spanned)")
+    p.add_argument("--iso-writer", choices=ISO_WRITERS, default=DEFAULT_WRITER,
+                   help=f"with --to iso: the image writer (default {DEFAULT_WRITER}, the "
+                        "faster here; docs/media.md)")
     p.add_argument("--fileset-id", help="File-set ID (max 16 of A-Z 0-9 _ space)")
     p.add_argument("--capacity", help="override the profile's capacity, e.g. 700M, 4.7G")
     p.add_argument("--compress", choices=sorted(COMPRESS_CHOICES),
@@ -56,20 +65,38 @@ def run(args: argparse.Namespace) -> int:
             capacity = parse_size(args.capacity)
         except ValueError as exc:
             raise UsageError(f"--capacity: {exc}") from exc
-    report = produce(args.sources, args.out, profile, fileset_id=args.fileset_id,
-                     capacity=capacity, compress=args.compress, link=args.link,
-                     workers=args.workers, web=args.web, viewer=args.viewer,
-                     site=SiteInfo(args.institution, args.contact))
-    print_production(report, as_json=args.json)
+    options: dict[str, Any] = dict(
+        fileset_id=args.fileset_id, capacity=capacity, compress=args.compress,
+        workers=args.workers, web=args.web, viewer=args.viewer,
+        site=SiteInfo(args.institution, args.contact))
+    if args.to is not None:
+        from mediasvc.media.oneshot import export_iso, iso_target
+
+        done = export_iso(args.sources, iso_target(args.to), profile, writer=args.iso_writer,
+                          **options)
+        report = done.report
+        print_production(report, as_json=args.json,
+                         images=[{"path": str(i.path), "bytes": i.size, "volume_id": i.volume_id,
+                                  "writer": done.writer} for i in done.images])
+    else:
+        report = produce(args.sources, args.out, profile, link=args.link, **options)
+        print_production(report, as_json=args.json)
     placed = report.count("placed") + report.count("transcoded")
     return 1 if report.count("rejected") or not placed else 0
 
 
-def print_production(report: ProductionReport, *, as_json: bool) -> None:
+def print_production(report: ProductionReport, *, as_json: bool,
+                     images: list[dict[str, Any]] | None = None) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2))
+        data = report.to_json()
+        if images is not None:
+            data["images"] = images
+        sys.stdout.write(json.dumps(data, indent=2))
         print()
         return
+    for image in images or []:
+        print(f"ISO image {image['path']}: {image['bytes']} bytes, volume id "
+              f"{image['volume_id']} ({image['writer']})")
     if not report.volumes:
         for v in report.scan_verdicts:
             print(f"  REJECTED {v.path}: {v.reason}")

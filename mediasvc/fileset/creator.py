@@ -8,8 +8,10 @@
 Capacity and spanning are media production's (media/production.py: produce).
 
 ``link``: "copy" (default), "hardlink" (no byte written twice: the tree shares the source's
-inodes; transcoded files are always new files) or "reflink" (FICLONE where the filesystem
-can, else a copy).
+inodes; transcoded files are always new files), "reflink" (FICLONE where the filesystem
+can, else a copy) or "map" (nothing placed: ``result.mapped`` records File ID -> source, for
+an ISO writer that reads the sources under their File IDs, media/oneshot.py; transcoded files
+are still written under OUT).
 
 The directory keys of PATIENT, STUDY and SERIES records are merged over every instance below
 the record: a key is taken from the first instance that has a value for it, not only from the
@@ -97,6 +99,8 @@ class FileSetResult:
     verdicts: list[Verdict] = field(default_factory=list)
     bytes_written: int = 0
     notes: list[str] = field(default_factory=list)  # values invented for the DICOMDIR
+    # link="map": File ID components -> the source file that holds its bytes (not placed).
+    mapped: dict[tuple[str, ...], Path] = field(default_factory=dict)
 
     @property
     def rejected(self) -> list[Verdict]:
@@ -446,12 +450,18 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
     jobs += [(inst, alloc.file(("DICOM", "OTHER"))) for inst in singles]
     if before_copy is not None:
         before_copy([comps for _, comps in jobs])
-    for folder in {comps[:-1] for _, comps in jobs}:
+    mapping = link == "map"
+    # With "map" only transcoded files are written here: only their folders are made.
+    for folder in {comps[:-1] for i, comps in jobs
+                   if not mapping or i.target_transfer_syntax}:
         out.joinpath(*folder).mkdir(parents=True, exist_ok=True)
         tree.new_dirs.update(folder[:n] for n in range(1, len(folder) + 1))
 
+    if mapping:
+        result.mapped.update((c, i.path) for i, c in jobs if not i.target_transfer_syntax)
     # Copy (threads: the kernel does the work) and transcode (processes: pydicom does).
-    copies = [(i.path, out.joinpath(*c), link) for i, c in jobs if not i.target_transfer_syntax]
+    copies = [] if mapping else [(i.path, out.joinpath(*c), link) for i, c in jobs
+                                 if not i.target_transfer_syntax]
     converts = [(i.path, out.joinpath(*c), str(i.target_transfer_syntax))
                 for i, c in jobs if i.target_transfer_syntax]
     # Small files copy fastest one after the other (sendfile does the work; threads only
@@ -555,6 +565,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
         if inst.sop_instance_uid not in file_ids:
             # Files of rejected entities were written already: take them off the medium.
             out.joinpath(*comps).unlink(missing_ok=True)
+            result.mapped.pop(comps, None)
             continue
         tree.used_file_ids.append(comps)
         extra = "; ".join(inst.notes)
@@ -568,7 +579,7 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
             reason = f"{reason}; {extra}" if reason else extra
         result.verdicts.append(Verdict(str(inst.path), status, reason, "\\".join(comps),
                                        inst.sop_instance_uid))
-        result.bytes_written += out.joinpath(*comps).stat().st_size
+        result.bytes_written += result.mapped.get(comps, out.joinpath(*comps)).stat().st_size
 
 
 def _prune(node: Node) -> bool:

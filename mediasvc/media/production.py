@@ -6,7 +6,9 @@
 2. plan volumes (spanning.py) when the content exceeds the capacity (profile or --capacity):
    one volume -> OUT is the volume; several -> OUT/VOL001, OUT/VOL002, ...;
 3. write each volume as a complete file-set (its own DICOMDIR), by default with hard links
-   to the sources: no byte is written twice on the way to an ISO image;
+   to the sources: no byte is written twice on the way to an ISO image; with ``link="map"``
+   nothing is placed and each volume's ``mapped`` says which source holds which file (the
+   one-pass export to an ISO image, media/oneshot.py);
 4. add the PDI root content: README.TXT and INDEX.HTM always (IHE PDI), IHE_PDI/ with
    ``web``, the viewer folder with ``viewer``; each README says "volume k of n" and lists
    what is on the other volumes;
@@ -34,7 +36,13 @@ from mediasvc.fileset.creator import (
     scan_sources,
     write_fileset,
 )
-from mediasvc.media.iso import LEVEL1_DIR, LEVEL1_FILE, level1_problems, tree_size
+from mediasvc.media.iso import (
+    LEVEL1_DIR,
+    LEVEL1_FILE,
+    level1_problems,
+    mapped_size,
+    tree_size,
+)
 from mediasvc.media.pdi import (
     SiteInfo,
     VolumeContext,
@@ -60,6 +68,9 @@ class VolumeReport:
     instances: int = 0
     image_bytes: int = 0  # as it will occupy an ISO image
     web_images: int = 0
+    # link="map": path on the image ('DICOM/PA000001/...') -> the source file holding its
+    # bytes; these files are not under ``root`` (media/oneshot.py masters from root + map).
+    mapped: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,8 +142,12 @@ def _viewer_files(viewer: Path) -> tuple[str, list[tuple[Path, Path]], list[str]
     return name, files, notes
 
 
-def _copy_viewer(root: Path, name: str, files: Sequence[tuple[Path, Path]], link: str) -> None:
+def _copy_viewer(root: Path, name: str, files: Sequence[tuple[Path, Path]], link: str,
+                 mapped: dict[str, Path]) -> None:
     for src, rel in files:
+        if link == "map":
+            mapped[f"{name}/{rel.as_posix()}"] = src
+            continue
         dst = root / name / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if link == "hardlink":
@@ -192,7 +207,8 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
         fsid = volume_fileset_id(base_id, vol.number, count)
         result = write_fileset([i.ref for i in vol.items], root, profile, fileset_id=fsid,
                                link=link, workers=workers, complete=False)
-        report.volumes.append(VolumeReport(vol.number, root, fsid, result))
+        report.volumes.append(VolumeReport(vol.number, root, fsid, result, mapped={
+            "/".join(comps): src for comps, src in result.mapped.items()}))
 
     # What each volume holds, for README/INDEX: with web content from the DICOMDIR just
     # written (the pages show keys the profile may not carry); else from the creator's data.
@@ -209,10 +225,10 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
     for vrep, info in zip(report.volumes, infos, strict=True):
         links: dict[str, str] | None = None
         if web:
-            web_result = write_web_content(vrep.root, info)
+            web_result = write_web_content(vrep.root, info, mapped=vrep.result.mapped)
             links, vrep.web_images = web_result.study_pages, web_result.images
         if viewer_files:
-            _copy_viewer(vrep.root, viewer_name, viewer_files, link)
+            _copy_viewer(vrep.root, viewer_name, viewer_files, link, vrep.mapped)
         others = tuple((o.number, infos[o.number - 1]) for o in report.volumes
                        if o.number != vrep.number)
         ctx = VolumeContext(vrep.number, count, others, tuple(report.split_notes), web,
@@ -223,6 +239,7 @@ def produce(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
         (vrep.root / PARTIAL_MARKER).unlink(missing_ok=True)
         vrep.instances = info.instance_count
         _files, vrep.image_bytes = tree_size(vrep.root)
+        vrep.image_bytes += mapped_size(vrep.mapped)
         problems = level1_problems(vrep.root)
         if problems:
             raise MediaError(f"{vrep.root}: not ISO 9660 level 1: {problems[0]}")

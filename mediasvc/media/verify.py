@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +72,15 @@ def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
 
 def tree_checksums(root: Path, *, drop_cache: bool = False) -> dict[str, Entry]:
     """SHA-256 per file of a directory tree. ``drop_cache``: read from the medium itself."""
+    return files_checksums(_walk_files(root), drop_cache=drop_cache)
+
+
+def files_checksums(files: Iterable[tuple[str, Path]], *, drop_cache: bool = False
+                    ) -> dict[str, Entry]:
+    """SHA-256 per (path on the medium, file on disk): the sources of a one-pass image."""
     out: dict[str, Entry] = {}
-    for key, path in _walk_files(root):
+    for rel, path in files:
+        key = normalise(rel)
         fd = os.open(path, os.O_RDONLY)
         try:
             if drop_cache:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,12 @@ def render_jpeg(dicom_file: Path, out: Path) -> tuple[int, int]:
     return img.size
 
 
-def write_web_content(root: Path, vol: VolumeInfo, into: Path | None = None) -> WebResult:
+def write_web_content(root: Path, vol: VolumeInfo, into: Path | None = None,
+                      mapped: Mapping[tuple[str, ...], Path] | None = None) -> WebResult:
     """Write ROOT/IHE_PDI/ for the DICOM content listed in VOL (read from ROOT's DICOMDIR).
     ``into``: another folder to write the same pages to (its links are relative, so it can be
-    renamed to ROOT/IHE_PDI afterwards: pdi_refresh.py builds the new content beside the old)."""
+    renamed to ROOT/IHE_PDI afterwards: pdi_refresh.py builds the new content beside the old).
+    ``mapped``: File ID -> source for instances not placed under ROOT (creator link "map")."""
     e = html.escape
     web = into if into is not None else root / WEB_DIR
     try:
@@ -152,7 +155,8 @@ def write_web_content(root: Path, vol: VolumeInfo, into: Path | None = None) -> 
                     jpg = f"I{n_image:05d}.JPG"
                     try:
                         (web / r_dir).mkdir(exist_ok=True)
-                        w, h = render_jpeg(root.joinpath(*file_id), web / r_dir / jpg)
+                        w, h = render_jpeg((mapped or {}).get(file_id) or root.joinpath(*file_id),
+                                           web / r_dir / jpg)
                     except Exception as exc:  # noqa: BLE001 - one bad image must not stop the disc
                         reason = "no image (not an image object)" if str(exc) == \
                             "no pixel data" else f"no rendering: {exc}"

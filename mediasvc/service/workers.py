@@ -149,7 +149,14 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     ctx.progress("file-set", 0, 2)
-    if "fileset" not in ctx.steps:
+    if target == "iso" and "fileset" not in ctx.steps:
+        # One pass (media/oneshot.py): headers scanned once, the image(s) read the sources
+        # where they lie; no staging tree, whatever spanning or transcoding the job needs.
+        fs, names = _export_iso(ctx, profile_id)
+        timings["iso_seconds"] = round(time.perf_counter() - t0, 3)
+        ctx.step("fileset", fs)
+        ctx.step("output", names)
+    elif "fileset" not in ctx.steps:
         for old in ctx.work.glob("staging.tmp*"):
             shutil.rmtree(old, ignore_errors=True)
         tmp = _fresh(ctx.work / f"staging.tmp{ctx.job.attempts}")
@@ -175,13 +182,14 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
         result["outputs"] = ctx.steps["output"]
         summary.append("staging tree: media/")
     elif target == "iso":
-        if "output" not in ctx.steps:
+        if "output" not in ctx.steps:  # a job staged by an earlier version, resumed
             t1 = time.perf_counter()
             names = _burn_iso(ctx, staging)
             timings["iso_seconds"] = round(time.perf_counter() - t1, 3)
             ctx.step("output", names)
         result["outputs"] = ctx.steps["output"]
-        summary += [f"ISO image: {n}" for n in ctx.steps["output"]]
+        how = f" (one pass, {fs['one_pass']})" if fs.get("one_pass") else ""
+        summary += [f"ISO image: {n}{how}" for n in ctx.steps["output"]]
     else:
         burner = ctx.cfg.burners[target]
         if "burned" not in ctx.steps:
@@ -216,14 +224,25 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
 def _export_fileset(ctx: JobContext, profile_id: str, out: Path) -> dict[str, Any]:
     """produce() of media/production.py: the PDI volume(s), as `mediasvc export` writes them
     (file-set, README.TXT, INDEX.HTM, optional web content, spanning); rejected inputs refused."""
-    from mediasvc.media.pdi import SiteInfo
     from mediasvc.media.production import produce
     from mediasvc.profiles import media_profile
 
     profile = media_profile(profile_id)
-    rep = produce(ctx.inp.files, out, profile, fileset_id=ctx.option("fileset_id"),
-                  link=ctx.cfg.export_link, web=bool(ctx.option("web", False)),
-                  site=SiteInfo(ctx.cfg.institution, ctx.cfg.contact))
+    rep = produce(ctx.inp.files, out, profile, link=ctx.cfg.export_link,
+                  **_export_options(ctx))
+    return _judge(ctx, profile_id, rep)
+
+
+def _export_options(ctx: JobContext) -> dict[str, Any]:
+    from mediasvc.media.pdi import SiteInfo
+
+    return {"fileset_id": ctx.option("fileset_id"), "web": bool(ctx.option("web", False)),
+            "site": SiteInfo(ctx.cfg.institution, ctx.cfg.contact)}
+
+
+def _judge(ctx: JobContext, profile_id: str, rep: Any) -> dict[str, Any]:
+    """The file-set step's record of a ProductionReport; RejectedFile when the job's
+    on_reject policy (or nothing accepted) refuses it."""
     verdicts = rep.verdicts
     rejected = [f"{_rel(ctx, v.path)}: {v.reason}" for v in verdicts if v.status == "rejected"]
     if rejected and (ctx.cfg.on_reject == "fail" or not rep.volumes):
@@ -248,16 +267,41 @@ def _burn_iso(ctx: JobContext, staging: Path) -> list[str]:
     from mediasvc.media.burners import parse_target
     from mediasvc.media.burning import burn
 
-    label = _safe_name(ctx.option("label") or ctx.job.name)
-    # A folder per attempt: nothing left of an interrupted attempt can write into this one.
+    made = _attempt_folder(ctx)
+    report = burn(staging, parse_target(f"iso:{made / 'DISC.iso'}"), verify=True)
+    return _move_images(ctx, [Path(c.target.split(":", 1)[1]) for c in report.copies])
+
+
+def _attempt_folder(ctx: JobContext) -> Path:
+    """A folder per attempt: nothing left of an interrupted attempt can write into this one."""
     for old in ctx.work.glob("iso.*"):
         shutil.rmtree(old, ignore_errors=True)
     made = ctx.work / f"iso.{ctx.job.attempts}"
     made.mkdir()
-    report = burn(staging, parse_target(f"iso:{made / 'DISC.iso'}"), verify=True)
+    return made
+
+
+def _export_iso(ctx: JobContext, profile_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Sources -> ISO image(s) in one pass (export_iso of media/oneshot.py), each read back
+    against its sources; the file-set step's record and the images' names in out/."""
+    from mediasvc.media.oneshot import export_iso
+    from mediasvc.profiles import media_profile
+
+    def accept(rep: Any) -> None:  # before any image is written: refused inputs stop here
+        _judge(ctx, profile_id, rep)
+
+    made = _attempt_folder(ctx)
+    done = export_iso(ctx.inp.files, made / "DISC.iso", media_profile(profile_id), verify=True,
+                      accept=accept, **_export_options(ctx))
+    fs = {**_judge(ctx, profile_id, done.report), "one_pass": done.writer}
+    return fs, _move_images(ctx, [i.path for i in done.images])
+
+
+def _move_images(ctx: JobContext, images: list[Path]) -> list[str]:
+    """The images (DISC.iso, DISC-VOL001.iso ...) into out/ under the job's name."""
+    label = _safe_name(ctx.option("label") or ctx.job.name)
     names = []
-    for copy in report.copies:
-        image = Path(copy.target.split(":", 1)[1])
+    for image in images:
         final = label + image.name.removeprefix("DISC")
         os.replace(image, ctx.out / final)
         names.append(final)
