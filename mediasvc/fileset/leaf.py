@@ -41,12 +41,36 @@ def encode_elements(elements: Iterable[KeyElement], encodings: Sequence[str] | N
     return fp.getvalue()
 
 
+_PIECES: dict[tuple[int, str], bytes] = {}  # encoded elements that recur (class, syntax)
+
+
+def _piece(tag: int, vr: str, value: object) -> bytes:
+    key = (tag, str(value))
+    piece = _PIECES.get(key)
+    if piece is None:
+        if len(_PIECES) > 4096:
+            _PIECES.clear()
+        piece = _PIECES[key] = encode_elements([DataElement(tag, vr, value,
+                                                            already_converted=True)])
+    return piece
+
+
+def encode_head(record_type: str, private_record_uid: str | None = None) -> bytes:
+    """(0004,1400)-(0004,1432): zero offsets, in use, the record type (and the Private Record
+    UID of a PRIVATE record); the same bytes for every record of a type."""
+    head = (_piece(0x00041400, "UL", 0) + _piece(0x00041410, "US", 0xFFFF)
+            + _piece(0x00041420, "UL", 0) + _piece(0x00041430, "CS", record_type))
+    if private_record_uid is not None:
+        head += _piece(0x00041432, "UI", private_record_uid)
+    return head
+
+
 def encode_refs(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str) -> bytes:
     """Referenced SOP Class / SOP Instance / Transfer Syntax UID in File (PS3.3 F.3.2.2)."""
-    return encode_elements([
-        DataElement(0x00041510, "UI", sop_class_uid, already_converted=True),
-        DataElement(0x00041511, "UI", sop_instance_uid, already_converted=True),
-        DataElement(0x00041512, "UI", transfer_syntax_uid, already_converted=True)])
+    return (_piece(0x00041510, "UI", sop_class_uid)
+            + encode_elements([DataElement(0x00041511, "UI", sop_instance_uid,
+                                           already_converted=True)])
+            + _piece(0x00041512, "UI", transfer_syntax_uid))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +95,20 @@ class LeafRecord:
         return self.head + ref + (self.refs if refs is None else refs) + keys
 
 
-def encode_leaf(elements: dict[int, KeyElement], charset: Sequence[str], *,
-                invent_number: bool) -> LeafRecord:
-    """Encode a leaf record's elements (tag -> element, Referenced File ID absent) into a
-    LeafRecord. ``charset``: the record's Specific Character Set values, for the text keys
-    that are not raw."""
+def encode_keys(elements: dict[int, KeyElement], charset: Sequence[str], *,
+                invent_number: bool) -> tuple[bytes, int]:
+    """A leaf record's directory keys (tags from (0008,0000) on) in tag order, and where an
+    invented Instance Number goes (-1: none to invent). ``charset``: the record's Specific
+    Character Set values, for the text keys that are not raw."""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
     encodings = list(charset) if charset else None
-    tags = sorted(elements)
-    head = [elements[t] for t in tags if t < REFERENCED_FILE_ID]
-    refs = [elements[t] for t in tags if REFERENCED_FILE_ID < t < _FIRST_KEY_GROUP]
-    before = [elements[t] for t in tags if _FIRST_KEY_GROUP <= t < INSTANCE_NUMBER]
-    after = [elements[t] for t in tags if t >= INSTANCE_NUMBER]
-    first = encode_elements(before, encodings)
-    return LeafRecord(encode_elements(head), encode_elements(refs),
-                      first + encode_elements(after, encodings),
-                      len(first) if invent_number else -1)
+    number_at = -1
+    for tag in sorted(elements):
+        if invent_number and number_at < 0 and tag > INSTANCE_NUMBER:
+            number_at = fp.tell()
+        write_data_element(fp, elements[tag], encodings)
+    if invent_number and number_at < 0:
+        number_at = fp.tell()
+    return fp.getvalue(), number_at

@@ -28,7 +28,7 @@ from pydicom.valuerep import validate_value
 
 from mediasvc.fileset.dicomdir import unvalidated
 from mediasvc.fileset.header import Header, read_bare, read_header
-from mediasvc.fileset.leaf import LeafRecord, encode_leaf, encode_refs
+from mediasvc.fileset.leaf import LeafRecord, encode_head, encode_keys, encode_refs
 from mediasvc.fileset.records import (
     BASELINE_KEYS,
     INVENTABLE,
@@ -324,10 +324,6 @@ def leaf_record(inst: SourceInstance, profile: MediaProfile) -> LeafRecord:
             # pydicom would give it its dictionary VR when decoding: the record says it too.
             elem = convert_raw_data_element(elem, encoding=list(inst.charset) or None)
         rec[elem.tag] = elem
-    rec[0x00041400] = DataElement(0x00041400, "UL", 0, already_converted=True)
-    rec[0x00041410] = DataElement(0x00041410, "US", 0xFFFF, already_converted=True)
-    rec[0x00041420] = DataElement(0x00041420, "UL", 0, already_converted=True)
-    rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type, already_converted=True)
     spec = key_spec(profile, inst.record_type)
     for keyword, ktype in spec:
         if ktype == "2" and keyword not in keys:
@@ -335,8 +331,6 @@ def leaf_record(inst: SourceInstance, profile: MediaProfile) -> LeafRecord:
             assert tag is not None
             vr = dictionary_VR(tag)
             rec[tag] = DataElement(tag, vr, DicomSequence() if vr == "SQ" else None)
-    if inst.record_type == "PRIVATE":
-        rec[0x00041432] = DataElement(0x00041432, "UI", inst.sop_class_uid)
     invent = ("InstanceNumber", "1") in spec and not has_value(keys.get("InstanceNumber"))
     if invent:
         rec.pop(0x00200013, None)
@@ -344,10 +338,12 @@ def leaf_record(inst: SourceInstance, profile: MediaProfile) -> LeafRecord:
         rec[0x00880200] = DataElement(0x00880200, "SQ", DicomSequence([inst.icon]))
     drop_unneeded_charset(rec)
     with unvalidated():
-        leaf = encode_leaf(rec, _record_charset(rec), invent_number=invent)
+        encoded, number_at = encode_keys(rec, _record_charset(rec), invent_number=invent)
+        head = encode_head(inst.record_type,
+                           inst.sop_class_uid if inst.record_type == "PRIVATE" else None)
         refs = encode_refs(inst.sop_class_uid, inst.sop_instance_uid,
                            inst.target_transfer_syntax or inst.transfer_syntax_uid)
-    return LeafRecord(leaf.head, refs, leaf.keys, leaf.number_at)
+    return LeafRecord(head, refs, encoded, number_at)
 
 
 def _record_charset(rec: dict[int, KeyElement]) -> tuple[str, ...]:
