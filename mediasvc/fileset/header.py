@@ -49,7 +49,7 @@ class Header:
     deferred: Dataset | None = None
 
 
-def _fast(data: bytes, size: int) -> Header | None:
+def _fast(data: bytes, size: int, tags: frozenset[int] | None) -> Header | None:
     """Parse a block; None when it does not hold the whole header (or is unusual)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         return None
@@ -71,7 +71,10 @@ def _fast(data: bytes, size: int) -> Header | None:
             return True
         return False
 
-    ds = read_dataset(fp, implicit, little, stop_when=stop)
+    # Only the attributes asked for are kept (the pixel data tags must not be skipped: the
+    # stop sees them first either way).
+    ds = read_dataset(fp, implicit, little, stop_when=stop,
+                      specific_tags=list(tags) if tags else None)
     if not found:
         # The block ended first (the header is longer), or the file has no pixel data (its
         # large values are better deferred, and a truncated one must be noticed): read it all.
@@ -85,15 +88,16 @@ def _fast(data: bytes, size: int) -> Header | None:
     return Header(ds, meta, pixels)
 
 
-def read_header(path: Path, size: int) -> Header:
-    """The header of a Part 10 file. Raises InvalidDicomError (no preamble) like dcmread."""
+def read_header(path: Path, size: int, tags: frozenset[int] | None = None) -> Header:
+    """The header of a Part 10 file. Raises InvalidDicomError (no preamble) like dcmread.
+    ``tags``: the attributes wanted (others may be left out of the data set)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.read(fd, min(BLOCK, max(size, 1)))
     finally:
         os.close(fd)
     try:
-        fast = _fast(data, size)
+        fast = _fast(data, size, tags)
     except (ValueError, EOFError, KeyError, TypeError, AttributeError, NotImplementedError,
             OSError):
         fast = None  # let the full read report what is wrong with the file

@@ -150,10 +150,10 @@ def _valid(elem: KeyElement) -> bool:
         return True
     if isinstance(value, str):
         values = value.split("\\")
-    elif isinstance(value, (list, tuple)):  # MultiValue is a list
-        values = list(value)
-    else:  # one decoded number (DSfloat, IS)
+    elif isinstance(value, (int, float)):  # one decoded number (DSfloat, IS)
         values = [value]
+    else:  # MultiValue
+        values = list(value)
     try:
         for v in values:
             validate_value(vr, str(v).strip() if vr != "UI" else str(v), config.RAISE)
@@ -236,7 +236,7 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     try:
         size = path.stat().st_size
         try:
-            header = read_header(path, size)
+            header = read_header(path, size, needed_tags(profile))
         except InvalidDicomError:
             # No preamble and file meta (PS3.10 7.1): a bare data set as some PACS export it.
             # Accepted only when it parses into a composite instance; it is then written
@@ -443,6 +443,30 @@ def _from_functional_groups(ds: Dataset, keyword: str) -> DataElement | None:
     return None
 
 
+_NEEDED: dict[int, tuple[MediaProfile, frozenset[int]]] = {}
+# Read for every file whatever the profile: identity, grouping, judging, record content.
+_ALWAYS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+           "PatientID", "PatientName", "SpecificCharacterSet", "PhotometricInterpretation",
+           "ContentSequence", "SharedFunctionalGroupsSequence", *FUNCTIONAL_GROUP_KEYS)
+
+
+def needed_tags(profile: MediaProfile) -> frozenset[int]:
+    """Every attribute the scan looks at for this profile (directory keys of every record
+    type, value rules and their conditions): the header parse keeps only these (pydicom's
+    specific_tags), which spares building an element for each of the others."""
+    cached = _NEEDED.get(id(profile))
+    if cached is None:
+        keywords = set(_ALWAYS)
+        for rtype in {*BASELINE_KEYS, *profile.keys}:
+            keywords.update(k for k, _ in key_spec(profile, rtype))
+        for rule in profile.rules:
+            keywords.add(rule.keyword)
+            keywords.update(k for k, _ in rule.when)
+        tags = frozenset(t for t in (tag_for_keyword(k) for k in keywords) if t is not None)
+        cached = _NEEDED[id(profile)] = (profile, tags)
+    return cached[1]
+
+
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
     """(keyword, type) of every directory key of a record type: baseline + profile.
     Cached per profile object (kept alive by the cache, so its id is not reused)."""
@@ -507,25 +531,49 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
     return None
 
 
+_PACKED: dict[object, bytes] = {}  # per worker process
+
+
 def pack_keys(inst: SourceInstance) -> None:
     """Replace the instance's PATIENT/STUDY/SERIES keys (and charset) by one pickled blob,
     for the trip from a scan worker to the parent: the instances of a series carry the same
     keys, and KeyTable turns equal blobs into one shared object (memory and unpickling
     per distinct series, not per instance). File positions are zeroed so that equal values
-    give equal bytes."""
-    levels: dict[str, dict[str, KeyElement]] = {}
-    for level, keys in inst.keys.items():
-        norm: dict[str, KeyElement] = {}
-        for keyword, elem in keys.items():
-            if isinstance(elem, RawDataElement):
-                elem = elem._replace(value_tell=0)
-            else:
-                elem.file_tell = 0
-            norm[keyword] = elem
-        levels[level] = norm
-    inst.packed = pickle.dumps((inst.charset, levels), protocol=pickle.HIGHEST_PROTOCOL)
+    give equal bytes; a worker pickles each distinct set of keys once (raw elements are
+    compared by their fields; decoded ones are pickled each time)."""
+    try:
+        key: object = (inst.charset, tuple(
+            (level, tuple((kw, e.tag, e.VR, e.value) for kw, e in keys.items()
+                          if _raw_or_fail(e)))
+            for level, keys in inst.keys.items()))
+        blob = _PACKED.get(key)
+    except TypeError:
+        key, blob = None, None
+    if blob is None:
+        levels: dict[str, dict[str, KeyElement]] = {}
+        for level, keys in inst.keys.items():
+            norm: dict[str, KeyElement] = {}
+            for keyword, elem in keys.items():
+                if isinstance(elem, RawDataElement):
+                    elem = elem._replace(value_tell=0)
+                else:
+                    elem.file_tell = 0
+                norm[keyword] = elem
+            levels[level] = norm
+        blob = pickle.dumps((inst.charset, levels), protocol=pickle.HIGHEST_PROTOCOL)
+        if key is not None:
+            if len(_PACKED) > 1024:
+                _PACKED.clear()
+            _PACKED[key] = blob
+    inst.packed = blob
     inst.keys = {}
     inst.charset = ()
+
+
+def _raw_or_fail(elem: KeyElement) -> bool:
+    if not isinstance(elem, RawDataElement):
+        raise TypeError("a decoded element: no cheap key")
+    return True
 
 
 class KeyTable:
