@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import config, dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -148,6 +149,7 @@ def _valid(elem: KeyElement) -> bool:
         value = value.decode("latin-1").rstrip(" \x00")
     if value is None:
         return True
+    values: list[Any]
     if isinstance(value, str):
         values = value.split("\\")
     elif isinstance(value, (int, float)):  # one decoded number (DSfloat, IS)
