@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 PARTIAL_MARKER = ".mediasvc-partial"
 FILESET_ID_RE = re.compile(r"[A-Z0-9_ ]{1,16}")
 _POOL_MIN_FILES = 256  # below this a process pool costs more than it saves
+# The record of every Node whose body is already encoded (never read or changed): one
+# Dataset for all, since making one costs as much as the rest of a leaf in this process.
+_ENCODED = Dataset()
 
 
 @dataclass
@@ -581,8 +584,8 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                                inst.target_transfer_syntax or inst.transfer_syntax_uid)
         if inst.leaf.number_at >= 0:
             inst.notes.append(f"InstanceNumber absent; {n} written in the DICOMDIR")
-        siblings.append(Node(Dataset(), body=inst.leaf.body(file_ids[inst.sop_instance_uid],
-                                                            n, refs)))
+        siblings.append(Node(_ENCODED, body=inst.leaf.body(file_ids[inst.sop_instance_uid],
+                                                           n, refs)))
     # Drop records left without children (all their instances rejected).
     tree.roots[:] = [r for r in tree.roots if _prune(r)]
 
