@@ -141,3 +141,23 @@ def test_the_pool_is_not_forked_while_the_caller_runs_threads(
     assert [i.sop_instance_uid for i in threaded.instances] == uids
     assert all(isinstance(i, SourceInstance) and i.leaf is not None
                for i in threaded.instances)
+
+
+def test_lossy_compression_records_name_the_new_sop_instance_uid(tmp_path: Path) -> None:
+    """The leaf record is encoded by the scan, before lossy compression gives the file a new
+    SOP Instance UID (PS3.3 C.12.1.1.5 / PS3.4): the record must name the new one."""
+    src = make_corpus(tmp_path / "src", "--patients", "1", "--studies", "1", "--series", "1",
+                      "--images", "3", "--rows", "64", "--cols", "64")
+    profile = media_profile("STD-GEN-DVD-J2K")
+    scan = scan_sources([src], profile, compress="j2k", workers=1)
+    old = {i.sop_instance_uid for i in scan.instances}
+    out = tmp_path / "out"
+    write_fileset(scan.instances, out, profile, fileset_id="LOSSY", workers=1)
+    images = [r for r in dcmread(out / "DICOMDIR").DirectoryRecordSequence
+              if r.DirectoryRecordType == "IMAGE"]
+    assert len(images) == 3
+    for rec in images:
+        placed = dcmread(out.joinpath(*rec.ReferencedFileID), stop_before_pixels=True)
+        assert rec.ReferencedSOPInstanceUIDInFile == placed.SOPInstanceUID
+        assert placed.SOPInstanceUID not in old
+        assert rec.ReferencedTransferSyntaxUIDInFile == placed.file_meta.TransferSyntaxUID
