@@ -25,36 +25,39 @@ import errno
 import fcntl
 import filecmp
 import logging
+import multiprocessing
 import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from mediasvc.durable import fsync_dir, syncfs
 from mediasvc.errors import FileSetError, UsageError
-from mediasvc.fileset.dicomdir import Node, encode_record, unvalidated, write_dicomdir
+from mediasvc.fileset.dicomdir import Node, unvalidated, write_dicomdir
 from mediasvc.fileset.fileid import FileIdAllocator
+from mediasvc.fileset.leaf import encode_refs
 from mediasvc.fileset.scan import (
     KeyElement,
+    KeyTable,
     Rejection,
     SourceInstance,
+    drop_unneeded_charset,
     has_value,
     inspect_file,
     iter_source_files,
     key_spec,
+    pack_keys,
     ts_name,
 )
 from mediasvc.fileset.transcode import COMPRESS_CHOICES, ENCODABLE, TranscodeError, transcode
@@ -65,6 +68,9 @@ log = logging.getLogger(__name__)
 PARTIAL_MARKER = ".mediasvc-partial"
 FILESET_ID_RE = re.compile(r"[A-Z0-9_ ]{1,16}")
 _POOL_MIN_FILES = 256  # below this a process pool costs more than it saves
+# The record of every Node whose body is already encoded (never read or changed): one
+# Dataset for all, since making one costs as much as the rest of a leaf in this process.
+_ENCODED = Dataset()
 
 
 @dataclass
@@ -140,6 +146,46 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None,
         return list(pool.map(fn, items, chunksize=chunk))
 
 
+def _start_method() -> str:
+    """fork is the cheapest start (no interpreter start, no re-import), but a fork taken while
+    another thread holds a lock leaves that lock held in the child forever: with threads
+    running (mediasvc serve), workers come from a forkserver."""
+    return "forkserver" if threading.active_count() > 1 else "fork"
+
+
+_SCAN_ARGS: tuple[MediaProfile, str | None] | None = None
+
+
+def _scan_init(profile: MediaProfile, target: str | None) -> None:
+    global _SCAN_ARGS
+    _SCAN_ARGS = (profile, target)
+
+
+def _scan_one(path: str) -> SourceInstance | Rejection:
+    """inspect_file in a worker; the keys travel packed (scan.pack_keys)."""
+    assert _SCAN_ARGS is not None
+    item = inspect_file(Path(path), _SCAN_ARGS[0], _SCAN_ARGS[1])
+    if isinstance(item, SourceInstance):
+        pack_keys(item)
+    return item
+
+
+def _scan_all(files: Sequence[Path], profile: MediaProfile, target: str | None,
+              workers: int | None, method: str) -> Iterator[SourceInstance | Rejection]:
+    """Judged files in input order, from a process pool sized to the machine (chunked imap:
+    results arrive while workers go on) or, for few files, in this process."""
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count <= 1 or len(files) < _POOL_MIN_FILES:
+        yield from (inspect_file(f, profile, target) for f in files)
+        return
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["mediasvc.fileset.scan"])
+    chunk = max(1, min(64, len(files) // (count * 8)))
+    with ctx.Pool(count, initializer=_scan_init, initargs=(profile, target)) as pool:
+        yield from pool.imap(_scan_one, [str(f) for f in files], chunksize=chunk)
+
+
 def compress_target(compress: str | None, profile: MediaProfile) -> str | None:
     """Validate --compress against the profile and the encoders we have."""
     if not compress:
@@ -194,8 +240,9 @@ def scan_sources(paths: Iterable[Path], profile: MediaProfile, *, compress: str 
             result.verdicts.append(Verdict(str(path), "rejected", "no such file or folder"))
         else:
             files.extend(iter_source_files([path]))
+    method = _start_method()  # before our own prefetch thread starts
     threading.Thread(target=_prefetch, args=(files,), daemon=True).start()
-    judged = _map(partial(inspect_file, profile=profile, compress_to=target), files, workers)
+    table = KeyTable()
     by_uid: dict[str, SourceInstance] = {}
     study_patient: dict[str, str] = {}
     series_study: dict[str, str] = {}
@@ -203,10 +250,11 @@ def scan_sources(paths: Iterable[Path], profile: MediaProfile, *, compress: str 
         result.verdicts.append(Verdict(str(item.path), status, reason,
                                        sop_instance_uid=item.sop_instance_uid))
 
-    for item in judged:
+    for item in _scan_all(files, profile, target, workers, method):
         if isinstance(item, Rejection):
             result.verdicts.append(Verdict(str(item.path), "rejected", item.reason))
             continue
+        table.unpack(item)
         first = by_uid.get(item.sop_instance_uid)
         if first is not None:
             if filecmp.cmp(first.path, item.path, shallow=False):
@@ -305,6 +353,9 @@ def _merge_keys(insts: Sequence[SourceInstance], level: str, spec: list[tuple[st
     rec = Dataset()
     missing: list[str] = []
     charset: tuple[str, ...] = ()
+    # Instances with the same keys object (scan.KeyTable) decide alike: the first of each is
+    # enough, in order.
+    insts = list({id(inst.keys[level]): inst for inst in reversed(insts)}.values())[::-1]
     for inst in insts:
         elem = inst.keys[level].get("SpecificCharacterSet")
         if elem is not None:
@@ -336,19 +387,8 @@ def _merge_keys(insts: Sequence[SourceInstance], level: str, spec: list[tuple[st
                 tag, vr, DicomSequence() if vr == "SQ" else None)
         elif ktype == "1":
             missing.append(keyword)
-    _drop_unneeded_charset(rec)
+    drop_unneeded_charset(rec)
     return rec, missing
-
-
-_CHARSET_VRS = _TEXT_VRS + ("SQ",)
-
-
-def _drop_unneeded_charset(rec: Dataset) -> None:
-    """Specific Character Set (0008,0005) is type 1C on records: required only when a key
-    of a character-set-dependent VR is there (PS3.3 F.3.2.2); dcmmkdir reads it so too."""
-    if 0x00080005 in rec and not any(
-            elem.VR in _CHARSET_VRS for elem in rec if elem.tag != 0x00080005):
-        del rec[0x00080005]
 
 
 @dataclass
@@ -382,12 +422,7 @@ class _Group:
 
 
 def _instance_order(inst: SourceInstance) -> tuple[int, str]:
-    elem = inst.keys["LEAF"].get("InstanceNumber")
-    try:
-        return (int(elem.value) if elem is not None and elem.value not in (None, "") else 0,
-                str(inst.path))
-    except (TypeError, ValueError):
-        return (0, str(inst.path))
+    return (inst.instance_number, str(inst.path))
 
 
 def _invent(rec: Dataset, keyword: str, value: str, notes: list[str], entity: str) -> None:
@@ -549,15 +584,18 @@ def write_instances(tree: Tree, instances: Sequence[SourceInstance], out: Path,
                 for n, inst in enumerate(se_insts, first):
                     leaves.append((rnode.children, inst, n))
     leaves += [(tree.roots, inst, 1) for inst in placed(singles)]
-    # Leaf records are most of a DICOMDIR: build and encode them in parallel. Each is a pure
-    # function of its instance, File ID and number.
-    jobs_leaf = [(_slim(inst), file_ids[inst.sop_instance_uid], n) for _, inst, n in leaves]
-    # (A pool pays off from a few thousand records: each costs ~0.2 ms to encode.)
-    encoded = _map(partial(_leaf_body, profile=profile), jobs_leaf, workers, min_items=4000)
-    for (siblings, inst, _n), (body, note) in zip(leaves, encoded, strict=True):
-        siblings.append(Node(Dataset(), body=body))
-        if note:
-            inst.notes.append(note)
+    # Leaf records were encoded by the scan workers: add the File ID (and what else was
+    # decided here) to their bytes.
+    for siblings, inst, n in leaves:
+        assert inst.leaf is not None
+        refs = None
+        if inst.notes and inst.notes[0].startswith("lossy compression"):
+            refs = encode_refs(inst.sop_class_uid, inst.sop_instance_uid,
+                               inst.target_transfer_syntax or inst.transfer_syntax_uid)
+        if inst.leaf.number_at >= 0:
+            inst.notes.append(f"InstanceNumber absent; {n} written in the DICOMDIR")
+        siblings.append(Node(_ENCODED, body=inst.leaf.body(file_ids[inst.sop_instance_uid],
+                                                           n, refs)))
     # Drop records left without children (all their instances rejected).
     tree.roots[:] = [r for r in tree.roots if _prune(r)]
 
@@ -637,54 +675,6 @@ def _reject_all(result: FileSetResult, insts: Iterable[SourceInstance],
             del file_ids[inst.sop_instance_uid]
             result.verdicts.append(Verdict(str(inst.path), "rejected", reason,
                                            sop_instance_uid=inst.sop_instance_uid))
-
-
-def _slim(inst: SourceInstance) -> SourceInstance:
-    """The instance with only what its leaf record needs (less to send to a worker)."""
-    return replace(inst, keys={"LEAF": inst.keys["LEAF"]}, notes=[])
-
-
-def _leaf_body(job: tuple[SourceInstance, tuple[str, ...], int], profile: MediaProfile
-               ) -> tuple[bytes, str | None]:
-    """(encoded leaf record, note about an invented value or None)."""
-    inst, comps, number = job
-    with unvalidated():
-        node = _leaf(inst, comps, number, profile)
-        return encode_record(node.record), (inst.notes[0] if inst.notes else None)
-
-
-def _leaf(inst: SourceInstance, comps: tuple[str, ...], number: int, profile: MediaProfile
-          ) -> Node:
-    rec = Dataset()
-    for elem in inst.keys["LEAF"].values():
-        rec[elem.tag] = elem
-    rec[0x00041430] = DataElement(0x00041430, "CS", inst.record_type, already_converted=True)
-    spec = key_spec(profile, inst.record_type)
-    for keyword, ktype in spec:
-        if ktype == "2" and keyword not in inst.keys["LEAF"]:
-            tag = tag_for_keyword(keyword)
-            assert tag is not None
-            vr = dictionary_VR(tag)
-            rec.add(DataElement(tag, vr, DicomSequence() if vr == "SQ" else None))
-    if inst.record_type == "PRIVATE":
-        rec.PrivateRecordUID = inst.sop_class_uid
-    if ("InstanceNumber", "1") in spec and not has_value(inst.keys["LEAF"].get(
-            "InstanceNumber")):
-        rec.InstanceNumber = number
-        inst.notes.append(f"InstanceNumber absent; {number} written in the DICOMDIR")
-    # Referenced File ID and the Referenced * in File keys (PS3.3 F.3.2.2), set by tag:
-    # this runs once per instance and keyword look-ups cost more than the rest.
-    rec[0x00041500] = DataElement(0x00041500, "CS", MultiValue(str, comps),
-                                  already_converted=True)
-    rec[0x00041510] = DataElement(0x00041510, "UI", inst.sop_class_uid, already_converted=True)
-    rec[0x00041511] = DataElement(0x00041511, "UI", inst.sop_instance_uid,
-                                  already_converted=True)
-    rec[0x00041512] = DataElement(0x00041512, "UI", inst.target_transfer_syntax
-                                  or inst.transfer_syntax_uid, already_converted=True)
-    if inst.icon is not None and profile.icon_image != "none":
-        rec.IconImageSequence = DicomSequence([inst.icon])
-    _drop_unneeded_charset(rec)
-    return Node(rec)
 
 
 def human_size(n: int) -> str:

@@ -10,20 +10,26 @@ user understands.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import config, dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import UID
 from pydicom.valuerep import validate_value
 
+from mediasvc.fileset.dicomdir import unvalidated
+from mediasvc.fileset.header import Header, read_bare, read_header
+from mediasvc.fileset.leaf import LeafRecord, encode_head, encode_keys, encode_refs
 from mediasvc.fileset.records import (
     BASELINE_KEYS,
     INVENTABLE,
@@ -39,10 +45,8 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 NO_META = "(no file meta)"  # stands for the transfer syntax of a bare data set
 REENCODABLE = {NO_META, "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
                EXPLICIT_LE}
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
 _NEEDS_CHECK = ("DA", "TM")
 KeyElement = DataElement | RawDataElement
-_DEFER = 2048  # values larger than this are not read (pixel data, big private blobs)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class SourceInstance:
     charset: tuple[str, ...] = ()  # Specific Character Set of the instance
     icon: Dataset | None = None
     notes: list[str] = field(default_factory=list)
+    # The leaf record, encoded by the scan (keys["LEAF"] is then dropped), and the Instance
+    # Number it sorts by.
+    leaf: LeafRecord | None = None
+    instance_number: int = 0
+    packed: bytes = b""  # the keys in transit from a scan worker (pack_keys)
 
     @property
     def single_level(self) -> bool:
@@ -140,7 +149,13 @@ def _valid(elem: KeyElement) -> bool:
         value = value.decode("latin-1").rstrip(" \x00")
     if value is None:
         return True
-    values = value.split("\\") if isinstance(value, str) else list(value)
+    values: list[Any]
+    if isinstance(value, str):
+        values = value.split("\\")
+    elif isinstance(value, (int, float)):  # one decoded number (DSfloat, IS)
+        values = [value]
+    else:  # MultiValue
+        values = list(value)
     try:
         for v in values:
             validate_value(vr, str(v).strip() if vr != "UI" else str(v), config.RAISE)
@@ -158,18 +173,20 @@ def has_value(elem: KeyElement | None) -> bool:
     return elem.VM > 0 and elem.value not in ("", None, b"")
 
 
-def _truncation(ds: Dataset, path: Path, size: int) -> str | None:
+def _truncation(header: Header, path: Path, size: int) -> str | None:
     """Deferred (large) values must end inside the file: a truncated copy is the classic
-    damage of an interrupted transfer, and pydicom does not notice it with deferred reads."""
-    for elem in ds._dict.values():
-        tell = getattr(elem, "value_tell", None)
-        length = getattr(elem, "length", 0)
-        if (getattr(elem, "value", 1) is None and tell is not None and length != 0xFFFFFFFF
-                and tell + length > size):
+    damage of an interrupted transfer, and pydicom does not notice it with deferred reads.
+    (A header read from its first block ends inside the file by construction.)"""
+    if header.deferred is not None:
+        for elem in header.deferred._dict.values():
+            tell = getattr(elem, "value_tell", None)
+            length = getattr(elem, "length", 0)
+            if (getattr(elem, "value", 1) is None and tell is not None
+                    and length != 0xFFFFFFFF and tell + length > size):
                 name = keyword_for_tag(elem.tag) or str(elem.tag)
-                return (f"truncated: {name} needs {tell + length} bytes, the file has {size}")
-    pixel = ds._dict.get(Tag(0x7FE00010))
-    if pixel is not None and getattr(pixel, "length", 0) == 0xFFFFFFFF:
+                return f"truncated: {name} needs {tell + length} bytes, the file has {size}"
+    pixels = header.pixels
+    if pixels is not None and pixels.tag == 0x7FE00010 and pixels.length == 0xFFFFFFFF:
         with path.open("rb") as fh:
             fh.seek(max(0, size - 256))
             tail = fh.read()
@@ -221,18 +238,18 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
     try:
         size = path.stat().st_size
         try:
-            ds = dcmread(path, defer_size=_DEFER)
+            header = read_header(path, size, needed_tags(profile))
         except InvalidDicomError:
             # No preamble and file meta (PS3.10 7.1): a bare data set as some PACS export it.
             # Accepted only when it parses into a composite instance; it is then written
             # with a proper file meta (a transcode), since media files must be Part 10.
-            ds = dcmread(path, defer_size=_DEFER, force=True)
-            if not (_text(ds, "SOPClassUID") and _text(ds, "SOPInstanceUID")):
+            header = read_bare(path)
+            if not (_text(header.ds, "SOPClassUID") and _text(header.ds, "SOPInstanceUID")):
                 return Rejection(path, "not a DICOM file (no DICM preamble, no SOP UIDs)")
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError,
             NotImplementedError) as exc:
         return Rejection(path, f"not readable as DICOM: {exc}")
-    meta = ds.file_meta
+    ds, meta = header.ds, header.meta
     sop_class = _text(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", ""))
     if sop_class == MEDIA_STORAGE_DIRECTORY:
         return Rejection(path, "a DICOMDIR, not an instance")
@@ -245,14 +262,14 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
             return Rejection(path, f"missing type 1 attribute {label}")
     ts = str(meta.get("TransferSyntaxUID", "")) or NO_META
     try:
-        trunc = _truncation(ds, path, size)
+        trunc = _truncation(header, path, size)
     except OSError as exc:
         return Rejection(path, f"not readable: {exc.strerror}")
     if trunc:
         return Rejection(path, trunc)
     if not profile.allows_sop_class(sop_class):
         return Rejection(path, f"SOP class {ts_name(sop_class)} is not allowed by {profile.id}")
-    has_pixels = any(t in ds._dict for t in PIXEL_TAGS)
+    has_pixels = header.pixels is not None
     target, reason = target_syntax(ts, profile, compress_to if has_pixels else None)
     if reason:
         return Rejection(path, reason)
@@ -281,7 +298,79 @@ def inspect_file(path: Path, profile: MediaProfile, compress_to: str | None = No
             if profile.icon_image == "required":
                 return Rejection(path, f"cannot render the icon image {profile.id} requires: "
                                        f"{exc}")
+    inst.instance_number = _number(inst.keys["LEAF"].get("InstanceNumber"))
+    inst.leaf = leaf_record(inst, profile)
+    del inst.keys["LEAF"]  # in the encoded leaf now
     return inst
+
+
+def _number(elem: KeyElement | None) -> int:
+    """Instance Number as an int for sorting (0 when absent or not a number)."""
+    try:
+        if elem is None:
+            return 0
+        value = elem.value
+        if isinstance(value, bytes):
+            value = value.decode("latin-1").strip(" \x00")
+        return int(value) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def leaf_record(inst: SourceInstance, profile: MediaProfile) -> LeafRecord:
+    """The instance's leaf record (PS3.3 F.5), encoded but for its Referenced File ID."""
+    keys = inst.keys["LEAF"]
+    rec: dict[int, KeyElement] = {}
+    for elem in keys.values():
+        if isinstance(elem, RawDataElement) and elem.VR == "UN":
+            # pydicom would give it its dictionary VR when decoding: the record says it too.
+            elem = convert_raw_data_element(elem, encoding=list(inst.charset) or None)
+        rec[elem.tag] = elem
+    spec = key_spec(profile, inst.record_type)
+    for keyword, ktype in spec:
+        if ktype == "2" and keyword not in keys:
+            tag = tag_for_keyword(keyword)
+            assert tag is not None
+            vr = dictionary_VR(tag)
+            rec[tag] = DataElement(tag, vr, DicomSequence() if vr == "SQ" else None)
+    invent = ("InstanceNumber", "1") in spec and not has_value(keys.get("InstanceNumber"))
+    if invent:
+        rec.pop(0x00200013, None)
+    if inst.icon is not None and profile.icon_image != "none":
+        rec[0x00880200] = DataElement(0x00880200, "SQ", DicomSequence([inst.icon]))
+    drop_unneeded_charset(rec)
+    with unvalidated():
+        encoded, number_at = encode_keys(rec, _record_charset(rec), invent_number=invent)
+        head = encode_head(inst.record_type,
+                           inst.sop_class_uid if inst.record_type == "PRIVATE" else None)
+        refs = encode_refs(inst.sop_class_uid, inst.sop_instance_uid,
+                           inst.target_transfer_syntax or inst.transfer_syntax_uid)
+    return LeafRecord(head, refs, encoded, number_at)
+
+
+def _record_charset(rec: dict[int, KeyElement]) -> tuple[str, ...]:
+    """The record's Specific Character Set values (the encoding of its text keys)."""
+    elem = rec.get(0x00080005)
+    if elem is None:
+        return ()
+    value = elem.value
+    if isinstance(value, bytes):
+        return tuple(v.strip() for v in value.decode("ascii", "replace").split("\\"))
+    if value is None:
+        return ()
+    return tuple([value] if isinstance(value, str) else list(value))
+
+
+_CHARSET_VRS = ("PN", "LO", "SH", "ST", "LT", "UT", "UC", "SQ")
+
+
+def drop_unneeded_charset(rec: dict[int, KeyElement] | Dataset) -> None:
+    """Specific Character Set (0008,0005) is type 1C on records: required only when a key
+    of a character-set-dependent VR is there (PS3.3 F.3.2.2); dcmmkdir reads it so too."""
+    elems = rec.values() if isinstance(rec, dict) else list(rec)
+    if 0x00080005 in rec and not any(
+            elem.VR in _CHARSET_VRS for elem in elems if elem.tag != 0x00080005):
+        del rec[0x00080005]
 
 
 def _wants_icon(profile: MediaProfile, rtype: str) -> bool:
@@ -397,6 +486,31 @@ def _from_functional_groups(ds: Dataset, keyword: str) -> DataElement | None:
         return None
 
 
+_NEEDED: dict[int, tuple[MediaProfile, frozenset[int]]] = {}
+# Read for every file whatever the profile: identity, grouping, judging, record content.
+_ALWAYS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
+           "PatientID", "PatientName", "SpecificCharacterSet", "PhotometricInterpretation",
+           "ContentSequence", "SharedFunctionalGroupsSequence",
+           "PerFrameFunctionalGroupsSequence", *FUNCTIONAL_GROUP_KEYS)
+
+
+def needed_tags(profile: MediaProfile) -> frozenset[int]:
+    """Every attribute the scan looks at for this profile (directory keys of every record
+    type, value rules and their conditions): the header parse keeps only these (pydicom's
+    specific_tags), which spares building an element for each of the others."""
+    cached = _NEEDED.get(id(profile))
+    if cached is None:
+        keywords = set(_ALWAYS)
+        for rtype in {*BASELINE_KEYS, *profile.keys}:
+            keywords.update(k for k, _ in key_spec(profile, rtype))
+        for rule in profile.rules:
+            keywords.add(rule.keyword)
+            keywords.update(k for k, _ in rule.when)
+        tags = frozenset(t for t in (tag_for_keyword(k) for k in keywords) if t is not None)
+        cached = _NEEDED[id(profile)] = (profile, tags)
+    return cached[1]
+
+
 def key_spec(profile: MediaProfile, record_type: str) -> list[tuple[str, str]]:
     """(keyword, type) of every directory key of a record type: baseline + profile.
     Cached per profile object (kept alive by the cache, so its id is not reused)."""
@@ -459,3 +573,64 @@ def _collect_keys(ds: Dataset, inst: SourceInstance, profile: MediaProfile) -> s
                 found["ContentSequence"] = DataElement(0x0040A730, "SQ", mods)
         inst.keys[level] = found
     return None
+
+
+_PACKED: dict[object, bytes] = {}  # per worker process
+
+
+def pack_keys(inst: SourceInstance) -> None:
+    """Replace the instance's PATIENT/STUDY/SERIES keys (and charset) by one pickled blob,
+    for the trip from a scan worker to the parent: the instances of a series carry the same
+    keys, and KeyTable turns equal blobs into one shared object (memory and unpickling
+    per distinct series, not per instance). File positions are zeroed so that equal values
+    give equal bytes; a worker pickles each distinct set of keys once (raw elements are
+    compared by their fields; decoded ones are pickled each time)."""
+    try:
+        key: object = (inst.charset, tuple(
+            (level, tuple((kw, e.tag, e.VR, e.value) for kw, e in keys.items()
+                          if _raw_or_fail(e)))
+            for level, keys in inst.keys.items()))
+        blob = _PACKED.get(key)
+    except TypeError:
+        key, blob = None, None
+    if blob is None:
+        levels: dict[str, dict[str, KeyElement]] = {}
+        for level, keys in inst.keys.items():
+            norm: dict[str, KeyElement] = {}
+            for keyword, elem in keys.items():
+                if isinstance(elem, RawDataElement):
+                    elem = elem._replace(value_tell=0)
+                else:
+                    elem.file_tell = 0
+                norm[keyword] = elem
+            levels[level] = norm
+        blob = pickle.dumps((inst.charset, levels), protocol=pickle.HIGHEST_PROTOCOL)
+        if key is not None:
+            if len(_PACKED) > 1024:
+                _PACKED.clear()
+            _PACKED[key] = blob
+    inst.packed = blob
+    inst.keys = {}
+    inst.charset = ()
+
+
+def _raw_or_fail(elem: KeyElement) -> bool:
+    if not isinstance(elem, RawDataElement):
+        raise TypeError("a decoded element: no cheap key")
+    return True
+
+
+class KeyTable:
+    """The parent's side of pack_keys: one keys object per distinct blob."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, tuple[tuple[str, ...], dict[str, dict[str, KeyElement]]]] = {}
+
+    def unpack(self, inst: SourceInstance) -> None:
+        if not inst.packed:
+            return
+        entry = self._seen.get(inst.packed)
+        if entry is None:
+            entry = self._seen[inst.packed] = pickle.loads(inst.packed)
+        inst.charset, inst.keys = entry
+        inst.packed = b""
