@@ -161,3 +161,18 @@ def test_lossy_compression_records_name_the_new_sop_instance_uid(tmp_path: Path)
         assert rec.ReferencedSOPInstanceUIDInFile == placed.SOPInstanceUID
         assert placed.SOPInstanceUID not in old
         assert rec.ReferencedTransferSyntaxUIDInFile == placed.file_meta.TransferSyntaxUID
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit VR", "implicit VR"])
+def test_rows_of_32_is_a_value_not_padding(tmp_path: Path, implicit: bool) -> None:
+    """Rows = 32 is stored as b"\\x20\\x00": only character strings lose their space padding
+    (PS3.5 6.2), so a 32x32 image passes the DVD profiles' type 1 Rows/Columns rule."""
+    from dicom_factory import make_image
+    src = tmp_path / "src"
+    src.mkdir()
+    make_image(src / "IMG32.dcm", rows=32, cols=32, implicit=implicit)
+    records, verdicts = _export([src], tmp_path / "out", "STD-GEN-DVD-JPEG")
+    assert [v[1] for v in verdicts] in (["placed"], ["transcoded"]), verdicts
+    images = [r for r in records if r.get(0x00041430, ("", ""))[1] == "IMAGE"]
+    assert len(images) == 1
+    assert images[0][0x00280010] == ("US", "32") and images[0][0x00280011] == ("US", "32")

@@ -164,12 +164,33 @@ def _valid(elem: KeyElement) -> bool:
     return True
 
 
+_BINARY_VRS = frozenset({"AT", "FD", "FL", "OB", "OD", "OF", "OL", "OV", "OW", "SL", "SS", "SV",
+                         "UL", "UN", "US", "UV", "US or SS", "OB or OW", "US or OW",
+                         "US or SS or OW"})
+
+
+def _vr_of(elem: RawDataElement) -> str:
+    """The VR of a raw element: its own in explicit VR, else the dictionary's."""
+    if elem.VR:
+        return str(elem.VR)
+    try:
+        return str(dictionary_VR(elem.tag))
+    except KeyError:
+        return "UN"
+
+
 def has_value(elem: KeyElement | None) -> bool:
     """Whether a key element carries a value (raw or decoded)."""
     if elem is None:
         return False
     if isinstance(elem, RawDataElement):
-        return elem.length != 0 and (elem.value is None or bool(elem.value.strip(b" \x00")))
+        if elem.length == 0 or elem.value is None:
+            return elem.length != 0
+        # Padding (space, NUL: PS3.5 6.2) is stripped from character strings only: a binary
+        # value such as Rows = 32 is b"\x20\x00" and is not empty.
+        if _vr_of(elem) in _BINARY_VRS:
+            return True
+        return bool(elem.value.strip(b" \x00"))
     return elem.VM > 0 and elem.value not in ("", None, b"")
 
 
