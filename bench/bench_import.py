@@ -202,7 +202,8 @@ def bench_big(work: Path, repeat: int, outputs: list[Path]) -> None:
                 runs.append(timed(import_cmd(tree, dest)))
             outputs.append(dest)
             print(f"  run {r + 1}: {name:8s} {runs[-1]:6.2f} s  "
-                  f"{size / runs[-1] / 1e6:7.1f} MB/s", flush=True)
+                  f"{size / runs[-1] / 1e6:7.1f} MB/s  (load {os.getloadavg()[0]:.2f})",
+                  flush=True)
     for label, ref in (("cp -r", cp), ("cp -r && sync", cp_sync)):
         best = min(ref) / min(imp)
         med = statistics.median(ref) / statistics.median(imp)
@@ -251,8 +252,8 @@ def main() -> None:
     prefault, cold, medium_mbps = args.prefault, args.cold, args.medium_mbps
     print(f"{'prefaulted' if prefault else 'settled'}{', cold' if cold else ''}"
           f"{f', medium {medium_mbps} MB/s' if medium_mbps else ''} runs; "
-          f"work folder {work}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"work folder {work}; {os.cpu_count()} CPUs; "
+          f"/proc/loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     outputs: list[Path] = []   # deleted before the next run (settle) or at the end
     try:
         if not args.skip_big:
@@ -260,6 +261,9 @@ def main() -> None:
         if not args.skip_small:
             bench_small(work, outputs)
     finally:
+        # The machine is shared: a load average above the CPU count makes every figure of
+        # the run, the ratios too, say more about the neighbours than about mediasvc.
+        print(f"/proc/loadavg after: {Path('/proc/loadavg').read_text().strip()}")
         for dest in outputs:
             shutil.rmtree(dest, ignore_errors=True)
         if args.work is None:

@@ -28,10 +28,12 @@ import os
 import signal
 import sqlite3
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from mediasvc.errors import FileSetError, InputError
+from mediasvc.errors import FileSetError, InputError, StoreError
 from mediasvc.fileset.reader import DirRecord, read_fileset, walk_regular_files
 from mediasvc.store import files, isoread
 from mediasvc.store.index import INDEX, NewInstance, Store
@@ -437,9 +439,11 @@ def examine_many(paths: list[str], root: Path, link: bool = False) -> list[Exami
 
 
 def _worker_init(lock_fd: int | None) -> None:
-    """In a forked worker: let go of the store's writer lock (an flock is shared by every copy
-    of its descriptor: a worker outliving a killed import would keep the store locked), and
-    die with the parent (PR_SET_PDEATHSIG, Linux) rather than linger after a SIGKILL."""
+    """In a worker: let go of the store's writer lock when forked from the importer (an flock
+    is shared by every copy of its descriptor: a worker outliving a killed import would keep
+    the store locked; ``lock_fd`` is None from a fork server, which has none of our
+    descriptors), and die with the parent (PR_SET_PDEATHSIG, Linux) rather than linger after
+    a SIGKILL (the fork server's parent is the importer: it exits when the importer dies)."""
     global _DB
     _DB = None   # a SQLite connection must not cross a fork: the worker opens its own
     if lock_fd is not None:
@@ -450,6 +454,21 @@ def _worker_init(lock_fd: int | None) -> None:
         libc.prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
         if os.getppid() == 1:   # the parent died before prctl took effect
             os._exit(1)
+
+
+def start_method() -> str:
+    """How the examiner's workers start: ``fork`` when this process runs one thread only (a
+    forked child gets a copy of every lock, held or not, but no other thread to release
+    them), ``forkserver`` otherwise."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _early_candidates(root: Path, limit: int) -> list[str]:
@@ -486,9 +505,12 @@ class _Examiner:
     DICOMDIR takes a quarter of a second or more on one core, while the other core would
     wait. Files that look like File IDs are read meanwhile; :meth:`examine_all` then takes
     the results of those the DICOMDIR does reference, and :meth:`drop_unused` removes what
-    the others put into the store. The worker processes are forked
-    once, at the first submit (fork: before the import starts any thread of its own;
-    forkserver/spawn would re-run the caller's __main__, which a script may not allow).
+    the others put into the store. The worker processes start once, at the first submit
+    (:func:`start_method`): forked when the caller is single-threaded (the CLI: no second
+    interpreter start, the parsed modules shared), from a fork server otherwise (``mediasvc
+    serve`` runs threads: a fork copies locks that another thread may hold - logging's, an
+    allocator's, SQLite's - and a worker would wait on them for ever). A worker that dies
+    (killed, out of memory) ends the import with a StoreError that says so.
     """
 
     def __init__(self, root: Path, *, lock_fd: int | None = None, link: bool = False,
@@ -500,16 +522,48 @@ class _Examiner:
             os.environ.get("MEDIASVC_IMPORT_WORKERS", (os.cpu_count() or 1) + 1))
         self.pool: ProcessPoolExecutor | None = None
         self.early: dict[str, tuple[Future[list[Examined]], int]] = {}   # path -> task, index
+        self.procs: dict[int, Any] = {}   # pid -> multiprocessing Process of the pool
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
+            method = start_method()
+            ctx = multiprocessing.get_context(method)
+            if method == "forkserver":
+                # The server imports this module (pydicom with it) once; every worker it
+                # forks has it. Takes effect when the process's fork server starts.
+                ctx.set_forkserver_preload([__name__])
+            # A fork-server worker has none of our descriptors: closing lock_fd's number
+            # there would close one of its own.
             self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("fork"),
-                initializer=_worker_init, initargs=(self.lock_fd,))
+                self.workers, mp_context=ctx, initializer=_worker_init,
+                initargs=(self.lock_fd if method == "fork" else None,))
         return self.pool
 
     def _submit(self, chunk: list[str]) -> Future[list[Examined]]:
-        return self._pool().submit(examine_many, chunk, self.root, self.link)
+        try:
+            fut = self._pool().submit(examine_many, chunk, self.root, self.link)
+        except BrokenProcessPool as exc:
+            raise self._died(exc) from exc
+        # Kept to say how a worker died: a broken pool forgets its processes.
+        self.procs.update(getattr(self.pool, "_processes", None) or {})
+        return fut
+
+    def _result(self, fut: Future[list[Examined]], k: int) -> Examined:
+        try:
+            return fut.result()[k]
+        except BrokenProcessPool as exc:
+            raise self._died(exc) from exc
+
+    def _died(self, exc: BaseException) -> StoreError:
+        """What to tell the user when a worker process ended abruptly (the pool is broken:
+        every file still queued is lost, so the import stops; what was committed stays)."""
+        codes = sorted({code for p in self.procs.values()
+                        if (code := p.exitcode) not in (None, 0)})
+        how = ", ".join(_exit_text(c) for c in codes) or "ended abruptly"
+        return StoreError(
+            f"{self.root}: an import worker process died ({how}) while reading the medium; "
+            f"the import stopped, instances committed so far stay in the store (is memory "
+            f"short? see the system log) - run the import again to complete it")
 
     def start_early(self, paths: list[str]) -> None:
         if self.workers <= 1 or len(paths) < PARALLEL_MIN:
@@ -553,7 +607,7 @@ class _Examiner:
             # twice (a broken DICOMDIR) is found in neither the second time: read here.
             entry = self.early.pop(p, None) or late.pop(p, None)
             result = examine(p, self.root, self.link) if entry is None else (
-                entry[0].result()[entry[1]])
+                self._result(*entry))
             while window and window[0].done():
                 window.popleft()
             top_up()
