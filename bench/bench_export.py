@@ -9,10 +9,11 @@ The corpus is make_corpus.py with --patients 10 --studies 2 --series 5 --images 
 DCMTK's pipeline is what a site does by hand: copy the files into a staging tree under ISO
 names, then `dcmmkdir +r`. Both run on a warm page cache, alternately, --runs times; the
 medians are compared. Each contender starts settled (settle()): the previous output deleted,
-everything written back, the page cache dropped and the corpus read back into it. Peak memory is the largest resident set over mediasvc's processes
-(the rusage that os.wait4 returns for the mediasvc process: Linux gives the maximum of its
-own ru_maxrss and those of its waited-for descendants, the pool workers), over all runs;
-dcmmkdir's memory is not mixed in.
+everything written back, the page cache dropped and the corpus read back into it.
+Peak memory is the largest resident set over mediasvc's processes (the rusage that os.wait4
+returns for the mediasvc process: Linux gives the maximum of its own ru_maxrss and those of
+its waited-for descendants, the pool workers), over all runs; dcmmkdir's memory is not mixed
+in.
 Not a test: run by hand; figures go into the closing notes as ratios.
 """
 
