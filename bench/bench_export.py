@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import compile_package
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
 
@@ -109,6 +111,7 @@ def main() -> int:
                     help="how mediasvc places files (export's default: hardlink; copy writes "
                          "every byte as DCMTK's pipeline does)")
     args = ap.parse_args()
+    compile_package()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         work = Path(tmp)
         corpus = args.corpus or work / "corpus"

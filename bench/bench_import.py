@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import compile_package
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
 
@@ -246,6 +248,7 @@ def main() -> None:
     ap.add_argument("--medium-mbps", type=int, default=0,
                     help="reads limited to this many MB/s (see SLOW_CGROUP; use with --cold)")
     args = ap.parse_args()
+    compile_package()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-import-"))
     work.mkdir(parents=True, exist_ok=True)
     global prefault, cold, medium_mbps

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import compile_package
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from mediasvc.media.iso import xorriso_args  # noqa: E402
@@ -98,6 +100,7 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true", help="same as --cache cold")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = ap.parse_args()
+    compile_package()
     conditions = ["cold"] if args.cold else (["warm", "cold"] if args.cache == "both"
                                              else [args.cache])
     print(f"load average before: {loadavg()} ({os.cpu_count()} cores)")

@@ -21,3 +21,6 @@ if [ -n "$missing" ]; then
 fi
 # The Orthanc package starts a system instance on install; tests start their own on other ports.
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# Bytecode for the editable install (pip compiles only what it copies): where
+# PYTHONDONTWRITEBYTECODE is set, every start would otherwise compile the package again.
+python3 -m compileall -q mediasvc >/dev/null
