@@ -1,7 +1,7 @@
 """media/direct.py: the extents of an image filled by direct I/O hold exactly the bytes a copy
 through the page cache gives, and the image's own bytes (metadata, padding) are kept.
-(The fallback for a file system that refuses O_DIRECT, EINVAL, is not exercised: every file
-system this machine offers takes it, tmpfs too since Linux 6.6.)"""
+The fallback where a file system refuses O_DIRECT is tested on a ramfs in
+test_media_oneshot.py (tmpfs takes O_DIRECT since Linux 6.6)."""
 
 from __future__ import annotations
 

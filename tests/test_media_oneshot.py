@@ -3,6 +3,7 @@ back with isoinfo, xorriso and the kernel's iso9660 (loop mount where allowed); 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from conftest import make_corpus, mediasvc, run, tree_digest
 from test_service_support import Service, drop_folder, write_config
 
 from mediasvc.errors import BurnError
+from mediasvc.media.iso import image_files, write_image
 from mediasvc.media.oneshot import export_iso
 from mediasvc.profiles import media_profile
 
@@ -188,6 +190,28 @@ def test_kernel_loop_mount_reads_the_same(oneshot: tuple[Path, dict], reference:
         run(["umount", mnt])
     ref = {k: v for k, v in tree_digest(reference).items() if k != "DICOMDIR"}
     assert {k: v for k, v in seen.items() if k != "DICOMDIR"} == ref
+
+
+def test_a_file_system_without_direct_io_gets_the_same_image(reference: Path,
+                                                            tmp_path: Path) -> None:
+    """ramfs refuses O_DIRECT: the pycdlib writer then fills the extents by sendfile, and
+    the image holds the same files (media/direct.py's fallback). write_image is called
+    itself: ramfs tells statvfs it has no free space, which export's check would refuse."""
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    if run(["mount", "-t", "ramfs", "ramfs", ram]).returncode != 0:
+        pytest.skip("mounting a ramfs is not allowed here")
+    try:
+        with pytest.raises(OSError) as refused:
+            os.close(os.open(ram / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        assert refused.value.errno == errno.EINVAL
+        iso = ram / "disc.iso"
+        write_image(image_files(reference, {}), iso, "ONESHOT_1", writer="pycdlib")
+        digest = _extract(iso, tmp_path / "x")
+        assert digest == tree_digest(reference)
+        assert len([k for k in digest if k.startswith("DICOM/")]) == 12
+    finally:
+        run(["umount", ram])
 
 
 def _limited_fsize(limit: int) -> None:
