@@ -4,6 +4,8 @@ disc publishers (PTBurn, Epson TD Bridge) against the emulator process."""
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -335,3 +337,49 @@ def test_a_job_file_the_publisher_took_before_the_kill_is_adopted(staged: Path,
     discs = _discs(folder)
     assert len(discs) == 1 and discs[0]["JobID"] == [taken.stem]
     assert not list(folder.glob("*.JRQ")) and not list(folder.glob("MEDIASVC/CLAIM-*"))
+
+
+# -- a spanned set: the rest of it after a failure, never a disc twice --------------------------
+
+@pytest.fixture(scope="module")
+def spanned(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("spanned") / "set"
+    proc = mediasvc("export", small_corpus, "--profile", "STD-GEN-CD", "--out", out,
+                    "--fileset-id", "SPANBURN", "--capacity", "320K")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len([p for p in out.iterdir() if p.is_dir()]) >= 3  # VOL001, VOL002, VOL003...
+    return out
+
+
+def _count(spanned: Path) -> int:
+    return len([p for p in spanned.iterdir() if p.is_dir()])
+
+
+def test_a_failed_volume_names_the_discs_made_and_volumes_burns_the_rest(
+        spanned: Path, tmp_path: Path) -> None:
+    iso, count = tmp_path / "disc.iso", _count(spanned)
+    (tmp_path / "disc-VOL002.iso").mkdir()  # volume 2 cannot be written there
+    proc = mediasvc("burn", spanned, "--to", f"iso:{iso}")
+    assert proc.returncode == 3
+    assert (f"volume(s) 1 of {count} were burned before this; for the rest: mediasvc burn "
+            f"{spanned} --to iso:{iso} --volumes 2-{count}") in proc.stderr
+    first = (tmp_path / "disc-VOL001.iso").stat()
+    (tmp_path / "disc-VOL002.iso").rmdir()
+    proc = mediasvc("burn", spanned, "--to", f"iso:{iso}", "--volumes", f"2-{count}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [v["volume"] for v in json.loads(proc.stdout)["volumes"]] == list(range(2, count + 1))
+    # Volume 1's image is the one the first run made: not written again.
+    again = (tmp_path / "disc-VOL001.iso").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    for n in range(2, count + 1):
+        listing = run(["isoinfo", "-d", "-i", tmp_path / f"disc-VOL00{n}.iso"],
+                      check=True).stdout
+        assert re.search(rf"Volume id:\s+SPANBURNV{n:03d}\s", listing), listing
+
+
+def test_volumes_outside_the_set_are_refused(spanned: Path, tmp_path: Path) -> None:
+    for bad in (str(_count(spanned) + 1), "0-2", "2-1", "x"):
+        proc = mediasvc("burn", spanned, "--to", f"iso:{tmp_path / 'd.iso'}", "--volumes", bad)
+        assert proc.returncode == 2, bad
+        assert f"--volumes {bad!r}" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

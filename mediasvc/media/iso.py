@@ -178,6 +178,8 @@ def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
         raise BurnError(f"{what}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise BurnError(f"{what}: the folder {parent} is not writable")
+    if out.is_dir():
+        raise BurnError(f"{what}: is a folder; name the image file")
     _count, needed = tree_size(root)
     check_free_space(parent, needed, what)
     part = out.with_name(out.name + ".part")
@@ -185,7 +187,10 @@ def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
     start = time.monotonic()
     try:
         run_xorriso(xorriso_args(root, f"stdio:{part}", vid), what, timeout)
-        os.replace(part, out)
+        try:
+            os.replace(part, out)
+        except OSError as exc:
+            raise BurnError(f"{what}: {exc.strerror}; nothing was kept") from exc
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -195,7 +200,7 @@ def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
 # -- mastering from a file list (the one-pass export, media/oneshot.py) -----------------------
 
 # Both read the files where they lie. pycdlib lays out the image and writes its directory;
-# the file data goes into the extents it assigned by copy_file_range (_copy_extents).
+# the file data goes into the extents it assigned by direct I/O, or sendfile (_copy_extents).
 # xorriso gets the list on stdin (-pathspecs on -path_list -: no argument length limit).
 # pycdlib is the default: measured faster (docs/media.md).
 ISO_WRITERS = ("pycdlib", "xorriso")
