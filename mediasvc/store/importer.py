@@ -463,6 +463,9 @@ def start_method() -> str:
     return "fork" if threading.active_count() == 1 else "forkserver"
 
 
+DEATH_WAIT = 5.0  # seconds, at most, for the exit codes of dead workers
+
+
 def _exit_text(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -557,8 +560,17 @@ class _Examiner:
     def _died(self, exc: BaseException) -> StoreError:
         """What to tell the user when a worker process ended abruptly (the pool is broken:
         every file still queued is lost, so the import stops; what was committed stays)."""
+        # The pool reports itself broken as soon as a worker's pipe closes, which can be
+        # before the dead process is reaped (its exit code still None): wait for the exit
+        # codes a moment (the broken pool ends the other workers itself).
+        deadline = time.monotonic() + DEATH_WAIT
+        for proc in self.procs.values():
+            if proc.exitcode is None:
+                proc.join(max(0.0, deadline - time.monotonic()))
         codes = sorted({code for p in self.procs.values()
                         if (code := p.exitcode) not in (None, 0)})
+        if any(c != -signal.SIGTERM for c in codes):  # SIGTERM: the broken pool's own doing
+            codes = [c for c in codes if c != -signal.SIGTERM]
         how = ", ".join(_exit_text(c) for c in codes) or "ended abruptly"
         return StoreError(
             f"{self.root}: an import worker process died ({how}) while reading the medium; "
