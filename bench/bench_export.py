@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchutil import compile_package
+from benchutil import compile_package, drop_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
@@ -51,21 +51,11 @@ def cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-# Why settle: this machine's root is ext4 without a journal, and creating a file there skips
-# every free inode of its group deleted in the last 5 s (305 s once the inode table block is
-# dirty again; fs/ext4/ialloc.c, recently_deleted()). Deleting one contender's 10,000 copied
-# files just before the other ran made DCMTK's copy 4.1 s, then 7.8 s, then 9.8 s in the same
-# run, while mediasvc's hardlinks allocate no inode and were not slowed: a ratio in our
-# favour that was the benchmark's doing. Dropping the page cache after the delete (root)
-# removes the effect, as bench_import.py found.
 def settle(corpus: Path, outputs: list[Path]) -> None:
-    for out in outputs:
-        shutil.rmtree(out, ignore_errors=True)
-    os.sync()
-    if os.geteuid() == 0:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    else:
-        print("  (not root: page cache not dropped; DCMTK's copy may be slowed by the deletes)")
+    """Before each contender: DCMTK's copy allocates 10,000 inodes, our hard links none, so
+    deleting the other's output just before (benchutil.drop_outputs) made DCMTK's copy 4.1 s,
+    7.8 s, 9.8 s in one run: a ratio in our favour that was the benchmark's doing."""
+    drop_outputs(outputs)
     for p in corpus.iterdir():  # warm the page cache again for the next contender
         p.read_bytes()
 
@@ -121,8 +111,6 @@ def main() -> int:
         n = sum(1 for _ in corpus.iterdir())
         size = sum(p.stat().st_size for p in corpus.iterdir())
         print(f"corpus: {n} files, {size / 1e6:.0f} MB; {os.cpu_count()} CPUs")
-        for p in corpus.iterdir():  # warm the page cache for both
-            p.read_bytes()
         print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
         t_dcmtk, t_ours, c_dcmtk, c_ours, rss = [], [], [], [], 0
         outputs = [work / "dcmtk", work / "ours"]

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchutil import compile_package
+from benchutil import compile_package, drop_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDIASVC_SHARED", REPO.parent / "shared"))
@@ -131,15 +131,8 @@ cold = False
 
 
 def settle(tree: Path, outputs: list[Path], keep: tuple[Path, ...] = ()) -> None:
-    for dest in outputs:
-        if dest not in keep:
-            shutil.rmtree(dest, ignore_errors=True)
+    drop_outputs(d for d in outputs if d not in keep)
     outputs[:] = [d for d in outputs if d in keep]
-    subprocess.run(["sync"], check=True)
-    if os.geteuid() == 0:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    else:
-        print("  (not root: page cache not dropped; figures depend on the memory state)")
     if not cold:   # the source in the page cache for every contender alike
         subprocess.run(["cat", *map(str, (tree / "DICOM").iterdir())],
                        stdout=subprocess.DEVNULL, check=True)

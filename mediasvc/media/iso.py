@@ -159,6 +159,18 @@ def check_free_space(directory: Path, needed: int, what: str) -> None:
                             "free; nothing was written")
 
 
+def check_image_target(out: Path) -> Path:
+    """The folder the image OUT goes into; BurnError before any work when it cannot take it."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise BurnError(f"ISO image {out}: is a folder; name the image file")
+    if not parent.is_dir():
+        raise BurnError(f"ISO image {out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BurnError(f"ISO image {out}: the folder {parent} is not writable")
+    return parent
+
+
 def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
              timeout: float | None = None) -> IsoResult:
     """Master the staging tree ROOT into the ISO image OUT (see the module docstring)."""
@@ -173,13 +185,7 @@ def make_iso(root: Path, out: Path, *, vol_id: str | None = None,
                                             if len(problems) > 5 else "")
         raise MediaError(f"{root}: cannot master as ISO 9660 level 1: {shown}")
     vid = vol_id or volume_id(fileset_id_of(root))
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise BurnError(f"{what}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise BurnError(f"{what}: the folder {parent} is not writable")
-    if out.is_dir():
-        raise BurnError(f"{what}: is a folder; name the image file")
+    parent = check_image_target(out)
     _count, needed = tree_size(root)
     check_free_space(parent, needed, what)
     part = out.with_name(out.name + ".part")

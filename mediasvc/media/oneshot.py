@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from mediasvc.durable import fsync_dir
-from mediasvc.errors import BurnError, UsageError
+from mediasvc.errors import UsageError
 from mediasvc.media.burners.image import image_path
 from mediasvc.media.iso import (
     DEFAULT_WRITER,
     ImageFiles,
     IsoResult,
     check_free_space,
+    check_image_target,
     image_files,
     volume_id,
     write_image,
@@ -54,18 +55,6 @@ class IsoExport:
     verified: bool = False
 
 
-def check_target(out: Path) -> Path:
-    """The folder OUT goes into; BurnError before any work when it cannot take it."""
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise BurnError(f"ISO image {out}: is a folder; name the image file")
-    if not parent.is_dir():
-        raise BurnError(f"ISO image {out}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise BurnError(f"ISO image {out}: the folder {parent} is not writable")
-    return parent
-
-
 def export_iso(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
                writer: str = DEFAULT_WRITER, verify: bool = False,
                timeout: float | None = None,
@@ -75,7 +64,7 @@ def export_iso(sources: Sequence[Path], out: Path, profile: MediaProfile, *,
     ``options``: produce()'s (fileset_id, capacity, compress, web, viewer, site, workers).
     ``accept``: called with the report before any image is written (may raise to refuse).
     ``verify``: every file read back from each image and compared with its source."""
-    parent = check_target(out)
+    parent = check_image_target(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     parts: list[Path] = []
     try:
